@@ -1,0 +1,29 @@
+# The README's commands. Every target that runs code first runs the idempotent setup step.
+.PHONY: setup test lint typecheck unit netns bench clean
+
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+setup:
+	@bash scripts/setup.sh
+
+lint: setup
+	$(VENV)/ruff check agent bgp replication ipmr tests bench
+
+typecheck: setup
+	$(VENV)/mypy
+
+test: setup lint typecheck
+	$(VENV)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: setup
+	$(VENV)/python -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
+netns: setup
+	$(VENV)/python -m pytest -q -p no:cacheprovider tests/netns $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/python bench/bgp_intake.py
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Leaf agent: the membership store, the daemon, config, events and the evpnctl CLI."""

@@ -1,0 +1,180 @@
+"""Asyncio adapter that runs ExaBGP (through bgp.launcher) and talks to it over the relay socket.
+
+The reader side only splits lines and queues them: parsing and store work happen elsewhere, so
+ExaBGP's output is always drained (ExaBGP stops sending keepalives when its API reader stalls).
+Commands are written in order and their ``done``/``error`` answers are matched in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bgp.exabgp_config import Speaker, exabgp_environment, render_config
+
+ACK_DONE = "done"
+ACK_ERROR = "error"
+
+
+@dataclass
+class ExabgpProcess:
+    """One ExaBGP instance with the project's launcher, optionally inside a network namespace."""
+
+    speaker: Speaker
+    workdir: Path
+    netns: str | None = None
+    python: str = sys.executable
+    log_level: str = "INFO"
+    _server: asyncio.AbstractServer | None = field(default=None, init=False)
+    _proc: asyncio.subprocess.Process | None = field(default=None, init=False)
+    _writer: asyncio.StreamWriter | None = field(default=None, init=False)
+    _lines: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue, init=False)
+    _pending: deque[asyncio.Future[bool]] = field(default_factory=deque, init=False)
+    _connected: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    connections: int = field(default=0, init=False)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "exabgp-api.sock"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "exabgp.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "exabgp.log"
+
+    async def start(self, connect_timeout: float = 20.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self._server = await asyncio.start_unix_server(self._on_relay, path=str(self.socket_path))
+        os.chmod(self.socket_path, 0o600)
+        relay = [self.python, "-m", "bgp.relay", str(self.socket_path)]
+        self.config_path.write_text(render_config(self.speaker, relay))
+        env = dict(os.environ)
+        env.update(exabgp_environment(self.speaker, self.log_level))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")) if p
+        )
+        argv = [self.python, "-m", "bgp.launcher", str(self.config_path)]
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        log = self.log_path.open("ab")
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        try:
+            await asyncio.wait_for(self._connected.wait(), connect_timeout)
+        except TimeoutError:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            await self.stop()
+            raise RuntimeError(f"ExaBGP did not start its API process; log tail:\n{tail}") from None
+
+    async def _on_relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = writer
+        self.connections += 1
+        self._fail_pending()
+        self._connected.set()
+        try:
+            while True:
+                raw = await reader.readline()
+                if not raw:
+                    break
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if line in (ACK_DONE, ACK_ERROR):
+                    if self._pending:
+                        fut = self._pending.popleft()
+                        if not fut.done():
+                            fut.set_result(line == ACK_DONE)
+                    continue
+                self._lines.put_nowait(line)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if self._writer is writer:
+                self._writer = None
+                self._connected.clear()
+                self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        while self._pending:
+            fut = self._pending.popleft()
+            if not fut.done():
+                fut.set_result(False)
+
+    def send(self, command: str) -> asyncio.Future[bool]:
+        """Queue one command; the future resolves True on ``done``, False on ``error``/loss."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._writer is None:
+            fut.set_result(False)
+            return fut
+        self._pending.append(fut)
+        self._writer.write(command.encode() + b"\n")
+        return fut
+
+    async def command(self, command: str, timeout: float = 10.0) -> bool:
+        return await asyncio.wait_for(self.send(command), timeout)
+
+    async def lines(self) -> AsyncIterator[str]:
+        while True:
+            line = await self._lines.get()
+            if line is None:
+                return
+            yield line
+
+    def drain_nowait(self) -> list[str]:
+        out: list[str] = []
+        while not self._lines.empty():
+            line = self._lines.get_nowait()
+            if line is not None:
+                out.append(line)
+        return out
+
+    async def next_line(self, timeout: float) -> str | None:
+        try:
+            return await asyncio.wait_for(self._lines.get(), timeout)
+        except TimeoutError:
+            return None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, 15)
+            try:
+                await asyncio.wait_for(self._proc.wait(), 10)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, 9)
+                await self._proc.wait()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self._fail_pending()
+        self._lines.put_nowait(None)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()

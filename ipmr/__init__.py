@@ -1,0 +1,1 @@
+"""Edge multicast through the kernel IPMR engine (VIFs, MFC, IGMP/MLD)."""

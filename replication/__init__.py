@@ -1,0 +1,1 @@
+"""VXLAN head-end replication programmed over netlink (flood lists, per-group lists)."""

@@ -1,0 +1,137 @@
+"""Two agents' ExaBGP launchers peer over a veth; what one originates lands in the other's store,
+and withdrawals and a session drop empty it again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from ipaddress import ip_address
+from pathlib import Path
+
+from agent.bgpside import BgpSide
+from agent.intake import AUTO, ImportPolicy, Intake
+from agent.store import Store
+from bgp.exabgp_config import Neighbor, Speaker
+from bgp.exabgp_json import Event, ParseError, RouteAnnounce
+from bgp.originate import OriginSettings, VniOrigin, auto_rd, auto_rt
+from bgp.speaker import ExabgpProcess
+from tests.netns.netlab import Lab
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "exabgp-5.0.15-session.jsonl"
+VOLATILE = ("time", "pid", "ppid", "counter", "host")
+A, B = ip_address("10.0.0.1"), ip_address("10.0.0.2")
+G1, G2, S2 = ip_address("239.1.1.1"), ip_address("239.1.1.2"), ip_address("10.1.1.1")
+
+
+async def wait_for(pred, timeout: float = 30.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str) -> BgpSide:  # type: ignore[no-untyped-def]
+    speaker = Speaker(me, 65000, me, (Neighbor(peer, 65000, hold_time=9),))
+    process = ExabgpProcess(speaker, lab.workdir / name, netns=ns, python=sys.executable)
+    store = Store(own_vteps=[me])
+    intake = Intake(store, ImportPolicy({vni: AUTO for vni in vnis}))
+    origin = OriginSettings(
+        me, {v: VniOrigin(v, auto_rd(me, v, i), (auto_rt(65000, v),)) for i, v in enumerate(vnis)}
+    )
+    return BgpSide(process, intake, origin)
+
+
+async def test_two_agents_exchange_imet_and_smet(lab: Lab) -> None:
+    na, nb = lab.ns("a"), lab.ns("b")
+    lab.veth(na, "eth0", "10.0.0.1/24", nb, "eth0", "10.0.0.2/24")
+    sender = leaf(lab, na, A, B, [100, 200], "a")
+    receiver = leaf(lab, nb, B, A, [100, 200], "b")
+    events: list[Event] = []
+    lines: list[str] = []
+    receiver.on_event = events.append
+    receiver.on_line = lines.append
+    tasks = []
+    try:
+        for side in (sender, receiver):
+            await side.process.start()
+            tasks.append(asyncio.create_task(side.run()))
+        await wait_for(lambda: receiver.peer_states.get(str(A)) == "up", what="session up")
+        local = {100: [(None, G1), (S2, G2)]}
+        assert await sender.sync_origination(local) == 0
+        assert await receiver.sync_origination({}) == 0
+        store = receiver.intake.store
+
+        await wait_for(
+            lambda: store.flood_list(200) == {A} and len(store.remote_groups(100)) == 2, what="routes"
+        )
+        assert store.flood_list(100) == {A}
+        assert store.receivers(100, None, G1) == {A}
+        assert store.receivers(100, S2, G2) == {A}
+        # A claims IGMP proxy, so it gets nothing it did not ask for.
+        assert store.receivers(100, None, G2) == frozenset()
+        assert store.receivers(200, None, G1) == frozenset()
+        assert sender.intake.store.flood_list(100) == {B}  # and the other way round
+        assert not [e for e in events if isinstance(e, ParseError)]
+        imet = next(e for e in events if isinstance(e, RouteAnnounce) and e.route.CODE == 3)
+        assert imet.attributes.mcast_flags is not None and imet.attributes.mcast_flags.igmp_proxy
+
+        # Withdraw one SMET: only that interest goes.
+        assert await sender.sync_origination({100: [(None, G1)]}) == 0
+        await wait_for(lambda: store.receivers(100, S2, G2) == frozenset(), what="SMET withdraw")
+        assert store.receivers(100, None, G1) == {A}
+
+        # Drop the session: ExaBGP sends no withdraws, the store must flush the peer.
+        await sender.process.stop()
+        await wait_for(lambda: store.path_count() == 0, what="peer flush")
+        assert store.flood_list(100) == frozenset() and store.vnis() == frozenset()
+    finally:
+        for side in (sender, receiver):
+            await side.process.stop()
+        for task in tasks:
+            task.cancel()
+    if os.environ.get("EVPN_WRITE_GOLDEN"):
+        GOLDEN.write_text("".join(line + "\n" for line in lines))
+    # ExaBGP's update lines are deterministic: the golden file must show the same messages.
+    assert update_messages(lines) == update_messages(GOLDEN.read_text().splitlines())
+
+
+def update_messages(lines: list[str]) -> list[str]:
+    out = []
+    for line in lines:
+        doc = json.loads(line)
+        if doc.get("type") == "update":
+            out.append(json.dumps(doc["neighbor"]["message"], sort_keys=True))
+    return sorted(out)
+
+
+async def test_route_refresh_replays_routes(lab: Lab) -> None:
+    """A restarted API process asks for a refresh and gets the peer's routes again."""
+    na, nb = lab.ns("a"), lab.ns("b")
+    lab.veth(na, "eth0", "10.0.0.1/24", nb, "eth0", "10.0.0.2/24")
+    sender = leaf(lab, na, A, B, [100], "a")
+    receiver = leaf(lab, nb, B, A, [100], "b")
+    tasks = []
+    try:
+        for side in (sender, receiver):
+            await side.process.start()
+            tasks.append(asyncio.create_task(side.run()))
+        await wait_for(lambda: receiver.peer_states.get(str(A)) == "up", what="session up")
+        await sender.sync_origination({100: [(None, G1)]})
+        store = receiver.intake.store
+        await wait_for(lambda: store.receivers(100, None, G1) == {A}, what="routes")
+        # Forget everything, as a fresh agent would, then resync.
+        fresh = Store(own_vteps=[B])
+        receiver.intake.store = fresh
+        assert await receiver.route_refresh()
+        await wait_for(
+            lambda: fresh.receivers(100, None, G1) == {A} and fresh.flood_list(100) == {A}, what="refresh"
+        )
+    finally:
+        for side in (sender, receiver):
+            await side.process.stop()
+        for task in tasks:
+            task.cancel()
