@@ -238,6 +238,8 @@ def parse_line(line: str) -> list[Event]:
         elif kind is None:
             out.append(ParseError(peer, "JSON object without 'type'", _excerpt(text)))
         # other types (open, keepalive, operational, signal) carry nothing the agent needs
-    except (KeyError, TypeError, AttributeError) as exc:
+    except KeyError as exc:
         out.append(ParseError(peer, f"{kind} message lacks {exc}", _excerpt(text)))
+    except (TypeError, AttributeError) as exc:  # e.g. a list or null where an object belongs
+        out.append(ParseError(peer, f"{kind} message has an unexpected shape: {exc}", _excerpt(text)))
     return out

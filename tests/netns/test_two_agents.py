@@ -11,11 +11,10 @@ from ipaddress import ip_address
 from pathlib import Path
 
 from agent.bgpside import BgpSide
-from agent.intake import AUTO, ImportPolicy, Intake
+from agent.config import parse_config
+from agent.intake import Intake
 from agent.store import Store
-from bgp.exabgp_config import Neighbor, Speaker
 from bgp.exabgp_json import Event, ParseError, RouteAnnounce
-from bgp.originate import OriginSettings, VniOrigin, auto_rd, auto_rt
 from bgp.speaker import ExabgpProcess
 from tests.netns.netlab import Lab
 
@@ -34,15 +33,22 @@ async def wait_for(pred, timeout: float = 30.0, what: str = "") -> None:  # type
         await asyncio.sleep(0.05)
 
 
-def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str) -> BgpSide:  # type: ignore[no-untyped-def]
-    speaker = Speaker(me, 65000, me, (Neighbor(peer, 65000, hold_time=9),))
-    process = ExabgpProcess(speaker, lab.workdir / name, netns=ns, python=sys.executable)
-    store = Store(own_vteps=[me])
-    intake = Intake(store, ImportPolicy({vni: AUTO for vni in vnis}))
-    origin = OriginSettings(
-        me, {v: VniOrigin(v, auto_rd(me, v, i), (auto_rt(65000, v),)) for i, v in enumerate(vnis)}
+def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str, **extra) -> BgpSide:  # type: ignore[no-untyped-def]
+    """A leaf's BGP side built from the agent's own configuration model."""
+    neighbor = {"address": str(peer), "asn": 65000, "hold_time": 9, **extra.pop("neighbor", {})}
+    cfg = parse_config(
+        {
+            "router_id": str(me),
+            "local_vtep": str(me),
+            "asn": 65000,
+            "neighbors": [neighbor],
+            "vnis": [{"vni": v} for v in vnis],
+            **extra,
+        }
     )
-    return BgpSide(process, intake, origin)
+    process = ExabgpProcess(cfg.speaker(), lab.workdir / name, netns=ns, python=sys.executable)
+    intake = Intake(Store([me], cfg.store_limits()), cfg.import_policy(), cfg.graceful_restart_times())
+    return BgpSide(process, intake, cfg.origin())
 
 
 async def test_two_agents_exchange_imet_and_smet(lab: Lab) -> None:
@@ -112,8 +118,9 @@ async def test_route_refresh_replays_routes(lab: Lab) -> None:
     """A restarted API process asks for a refresh and gets the peer's routes again."""
     na, nb = lab.ns("a"), lab.ns("b")
     lab.veth(na, "eth0", "10.0.0.1/24", nb, "eth0", "10.0.0.2/24")
-    sender = leaf(lab, na, A, B, [100], "a")
-    receiver = leaf(lab, nb, B, A, [100], "b")
+    # MD5 and graceful restart in the generated ExaBGP configuration, on both sides.
+    sender = leaf(lab, na, A, B, [100], "a", neighbor={"md5": "s3cret pass"}, graceful_restart=30)
+    receiver = leaf(lab, nb, B, A, [100], "b", neighbor={"md5": "s3cret pass"}, graceful_restart=30)
     tasks = []
     try:
         for side in (sender, receiver):

@@ -1,0 +1,221 @@
+"""The leaf's YAML configuration, validated by pydantic v2 (unknown keys are errors), and the
+settings derived from it for ExaBGP, origination and route-target import.
+
+Every validation error is reported as one line with its path, e.g.
+``neighbors[0].address: not an IP address``.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+)
+
+from agent.intake import AUTO, ImportPolicy
+from agent.store import Limits
+from bgp.attributes import RouteTarget
+from bgp.evpn import CodecError, IPAddress, RouteDistinguisher, parse_ip
+from bgp.exabgp_config import Neighbor, Speaker
+from bgp.originate import OriginSettings, VniOrigin, auto_rd, auto_rt
+
+
+def _ip(value: object) -> IPAddress:
+    if isinstance(value, IPv4Address | IPv6Address):
+        return value
+    try:
+        return parse_ip(str(value))
+    except CodecError:
+        raise ValueError(f"not an IP address: {value!r}") from None
+
+
+IP = Annotated[IPAddress, PlainValidator(_ip), PlainSerializer(str)]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message is one line per problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NeighborConfig(_Model):
+    address: IP
+    asn: Annotated[int, Field(ge=1, le=4294967295)]
+    local_address: IP | None = None
+    md5: str | None = None
+    passive: bool = False
+    hold_time: Annotated[int, Field(ge=3, le=65535)] = 90
+    # Never send SMET to a peer that drops (FRR) or resets on (GoBGP) route type 6.
+    send_smet: bool = True
+    description: str = ""
+
+
+class RouteTargets(_Model):
+    import_: list[str] = Field(default_factory=list, alias="import")
+    export: list[str] = Field(default_factory=list)
+
+    @field_validator("import_", "export")
+    @classmethod
+    def _valid(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                RouteTarget.from_str(value)
+            except CodecError as exc:
+                raise ValueError(str(exc)) from None
+        return values
+
+
+class VniConfig(_Model):
+    vni: Annotated[int, Field(ge=1, le=16777215)]
+    bridge: str | None = None
+    device: str | None = None
+    rd: str | Literal["auto"] = "auto"
+    route_targets: RouteTargets | None = None  # None (or "auto" in YAML): ASN:VNI, import *:VNI
+
+    @field_validator("route_targets", mode="before")
+    @classmethod
+    def _auto_rts(cls, value: object) -> object:
+        return None if value == "auto" else value
+
+    @field_validator("rd")
+    @classmethod
+    def _valid_rd(cls, value: str) -> str:
+        if value != "auto":
+            try:
+                RouteDistinguisher.from_str(value)
+            except CodecError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class LimitsConfig(_Model):
+    max_vteps_per_vni: Annotated[int, Field(ge=0)] = 4096
+    max_groups_per_vni: Annotated[int, Field(ge=0)] = 8192
+
+
+class AgentConfig(_Model):
+    router_id: IP
+    local_vtep: IP
+    asn: Annotated[int, Field(ge=1, le=4294967295)]
+    graceful_restart: Annotated[int, Field(ge=0, le=4095)] = 0
+    neighbors: list[NeighborConfig] = Field(default_factory=list)
+    vnis: list[VniConfig] = Field(default_factory=list)
+    limits: LimitsConfig = LimitsConfig()
+    workdir: Path = Path("/run/evpn-agent")
+
+    @field_validator("vnis")
+    @classmethod
+    def _unique_vnis(cls, vnis: list[VniConfig]) -> list[VniConfig]:
+        seen: set[int] = set()
+        for vni in vnis:
+            if vni.vni in seen:
+                raise ValueError(f"VNI {vni.vni} configured twice")
+            seen.add(vni.vni)
+        return vnis
+
+    # ---------------------------------------------------------------- derived settings
+
+    def speaker(self) -> Speaker:
+        return Speaker(
+            router_id=self.router_id,
+            local_as=self.asn,
+            local_address=self.local_vtep,
+            neighbors=tuple(
+                Neighbor(
+                    address=n.address,
+                    peer_as=n.asn,
+                    local_address=n.local_address,
+                    md5_password=n.md5,
+                    passive=n.passive,
+                    hold_time=n.hold_time,
+                    send_smet=n.send_smet,
+                    description=n.description,
+                )
+                for n in self.neighbors
+            ),
+            graceful_restart=self.graceful_restart,
+        )
+
+    def origin(self) -> OriginSettings:
+        vnis: dict[int, VniOrigin] = {}
+        for index, v in enumerate(self.vnis, start=1):
+            rd = (
+                auto_rd(self.router_id, v.vni, index) if v.rd == "auto" else RouteDistinguisher.from_str(v.rd)
+            )
+            if v.route_targets is None or not v.route_targets.export:
+                export: tuple[RouteTarget, ...] = (auto_rt(self.asn, v.vni),)
+            else:
+                export = tuple(RouteTarget.from_str(rt) for rt in v.route_targets.export)
+            vnis[v.vni] = VniOrigin(v.vni, rd, export)
+        smet_peers = tuple(n.address for n in self.neighbors if n.send_smet)
+        all_smet = len(smet_peers) == len(self.neighbors)
+        return OriginSettings(
+            vtep=self.local_vtep,
+            vnis=vnis,
+            # Claim IGMP/MLD proxy only if every peer hears our SMETs (RFC 9251 §4).
+            proxy=all_smet,
+            smet_neighbors=None if all_smet else smet_peers,
+        )
+
+    def import_policy(self) -> ImportPolicy:
+        table: dict[int, frozenset[RouteTarget] | None] = {}
+        for v in self.vnis:
+            if v.route_targets is None or not v.route_targets.import_:
+                table[v.vni] = AUTO
+            else:
+                table[v.vni] = frozenset(RouteTarget.from_str(rt) for rt in v.route_targets.import_)
+        return ImportPolicy(table)
+
+    def store_limits(self) -> Limits:
+        return Limits(self.limits.max_vteps_per_vni, self.limits.max_groups_per_vni)
+
+    def graceful_restart_times(self) -> dict[str, float]:
+        """Peers whose paths are kept (stale) for the restart time when their session drops."""
+        if not self.graceful_restart:
+            return {}
+        return {str(n.address): float(self.graceful_restart) for n in self.neighbors}
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part).rstrip("_")
+    return out or "(top level)"
+
+
+def parse_config(data: object, source: str = "config") -> AgentConfig:
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"{source}: {_location(tuple(err['loc']))}: {message}")
+        raise ConfigError("\n".join(problems)) from None
+
+
+def load_config(path: Path) -> AgentConfig:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_config(data, str(path))

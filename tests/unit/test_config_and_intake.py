@@ -1,0 +1,145 @@
+"""Config validation, the ExaBGP configuration generated from it, origination settings, and the
+route-target import rules of the intake."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config, parse_config
+from agent.intake import AUTO, ImportPolicy, Intake
+from agent.store import Store
+from bgp.attributes import PmsiTunnel, RouteTarget
+from bgp.evpn import InclusiveMulticast, RouteDistinguisher, SelectiveMulticast, SmetFlags
+from bgp.exabgp_config import exabgp_environment, render_config
+from bgp.exabgp_json import PathAttributes, PeerState, RouteAnnounce
+from bgp.originate import desired_routes, route_commands
+
+BASE = {
+    "router_id": "10.0.0.1",
+    "local_vtep": "10.0.0.1",
+    "asn": 65000,
+    "graceful_restart": 120,
+    "neighbors": [
+        {"address": "10.0.0.2", "asn": 65000, "md5": 'pa"ss'},
+        {"address": "10.0.0.3", "asn": 65001, "send_smet": False, "passive": True},
+    ],
+    "vnis": [
+        {"vni": 100},
+        {"vni": 200, "route_targets": {"import": ["65000:2000"], "export": ["65000:2000"]}},
+    ],
+}
+
+
+def test_exabgp_config_carries_every_setting() -> None:
+    cfg = parse_config(BASE)
+    text = render_config(cfg.speaker(), ["/usr/bin/python3", "-m", "bgp.relay", "/run/x sock"])
+    assert "run /usr/bin/python3 -m bgp.relay '/run/x sock';" in text
+    assert "neighbor 10.0.0.2 {" in text and "neighbor 10.0.0.3 {" in text
+    assert 'md5-password "pa\\"ss";' in text
+    assert text.count("graceful-restart 120;") == 2
+    assert "peer-as 65001;" in text and "local-as 65000;" in text and "router-id 10.0.0.1;" in text
+    assert "passive true;" in text and "l2vpn evpn;" in text and "neighbor-changes;" in text
+    env = exabgp_environment(cfg.speaker())
+    assert env["exabgp_daemon_user"] == "root" and env["exabgp_api_ack"] == "true"
+    assert env["exabgp_tcp_bind"] == "10.0.0.1"
+
+
+def test_a_peer_without_smet_turns_proxy_claims_off_and_gets_no_smet() -> None:
+    origin = parse_config(BASE).origin()
+    assert origin.proxy is False
+    assert origin.smet_neighbors == (ip_address("10.0.0.2"),)
+    routes = desired_routes(origin, {100: [(None, ip_address("239.1.1.1"))]})
+    lines = [line for _, _, line in route_commands({}, routes)]
+    imets = [line for line in lines if " imet " in line]
+    assert len(imets) == 2 and all("mcast-flags none" in line for line in imets)
+    assert [line for line in lines if " smet " in line] == []  # no proxy claimed: no SMET either
+
+    all_smet = parse_config({**BASE, "neighbors": BASE["neighbors"][:1]}).origin()  # type: ignore[index]
+    routes = desired_routes(all_smet, {100: [(None, ip_address("239.1.1.1"))]})
+    lines = [line for _, _, line in route_commands({}, routes)]
+    assert any("mcast-flags igmp-proxy+mld-proxy" in line for line in lines)
+    assert any(line.startswith("announce evpn smet") and "rt 65000:100" in line for line in lines)
+    assert any("rt 65000:2000" in line and "rd 10.0.0.1:200" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"asn": 0}, "config: asn: Input should be greater than or equal to 1"),
+        ({"router_id": "nope"}, "config: router_id: not an IP address: 'nope'"),
+        ({"vnis": [{"vni": 100}, {"vni": 100}]}, "config: vnis: VNI 100 configured twice"),
+        ({"vnis": [{"vni": 1, "rd": "x"}]}, "config: vnis[0].rd: route distinguisher 'x'"),
+        (
+            {"neighbors": [{"address": "10.0.0.2", "asn": 1, "colour": "red"}]},
+            "config: neighbors[0].colour: unknown key",
+        ),
+    ],
+)
+def test_config_errors_are_one_line_with_their_path(patch: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**BASE, **patch})
+    assert str(err.value).startswith(expected)
+    assert "\n" not in str(err.value)
+
+
+def test_load_config_reports_file_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("router_id: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+RD = RouteDistinguisher.from_str("10.0.0.9:1")
+V9 = ip_address("10.0.0.9")
+G = ip_address("239.1.1.1")
+
+
+def imet(vni: int, rts: list[str], vtep=V9) -> RouteAnnounce:  # type: ignore[no-untyped-def]
+    attrs = PathAttributes(frozenset(RouteTarget.from_str(r) for r in rts), PmsiTunnel(6, vni, vtep))
+    rd = RouteDistinguisher.from_str(f"10.0.0.9:{vni}")  # one route per VNI, as a leaf sends them
+    return RouteAnnounce("p1", InclusiveMulticast(rd, 0, vtep), vtep, attrs)
+
+
+def smet(rts: list[str], etag: int = 0) -> RouteAnnounce:
+    attrs = PathAttributes(frozenset(RouteTarget.from_str(r) for r in rts))
+    return RouteAnnounce("p1", SelectiveMulticast(RD, etag, None, G, V9, SmetFlags(2)), V9, attrs)
+
+
+def test_import_by_route_target() -> None:
+    policy = ImportPolicy({100: AUTO, 200: frozenset({RouteTarget.from_str("65000:2000")})})
+    intake = Intake(Store(), policy)
+    assert intake.apply(imet(100, ["65099:100"]), 0).flood == {100}  # auto RT: any AS
+    assert not intake.apply(imet(300, ["65000:300"]), 0)  # VNI not configured
+    assert not intake.apply(imet(200, ["65000:200"]), 0)  # explicit RT required
+    assert intake.apply(imet(200, ["65000:2000"]), 0).flood == {200}
+    assert intake.counters["vni-not-configured"] == 1 and intake.counters["route-target-mismatch"] == 1
+    assert intake.apply(smet(["65000:100"]), 0).groups == {(100, None, G)}
+    assert intake.apply(smet(["65000:100"], etag=200), 0).rejected is None
+    assert intake.counters["route-target-mismatch"] == 2  # tag names VNI 200, RT does not match
+
+
+def test_imet_without_ingress_replication_is_ignored_and_a_changed_path_stops_counting() -> None:
+    intake = Intake(Store(), ImportPolicy({100: AUTO}))
+    assert intake.apply(imet(100, ["65000:100"]), 0).flood == {100}
+    assert intake.store.flood_list(100) == {V9}
+    # The same route re-announced with an RT that no longer imports: the old path goes.
+    assert intake.apply(imet(100, ["65000:999"]), 0).flood == {100}
+    assert intake.store.flood_list(100) == frozenset()
+    no_pmsi = RouteAnnounce("p1", InclusiveMulticast(RD, 0, V9), V9, PathAttributes())
+    assert not intake.apply(no_pmsi, 0)
+    assert intake.counters["imet-not-ingress-replication"] == 1
+
+
+def test_peer_down_flushes_or_keeps_stale_for_graceful_restart() -> None:
+    intake = Intake(Store(), ImportPolicy({100: AUTO}), graceful_restart={"p2": 60.0})
+    intake.apply(imet(100, ["65000:100"]), 0)
+    assert intake.apply(PeerState("p1", "down", "hold timer expired"), 5.0).flood == {100}
+    gr = Intake(Store(), ImportPolicy({100: AUTO}), graceful_restart={"p1": 60.0})
+    gr.apply(imet(100, ["65000:100"]), 0)
+    assert not gr.apply(PeerState("p1", "down"), 5.0)
+    assert gr.store.flood_list(100) == {V9} and gr.store.next_deadline() == 65.0
