@@ -115,6 +115,13 @@ class AgentConfig(_Model):
     limits: LimitsConfig = LimitsConfig()
     workdir: Path = Path("/run/evpn-agent")
 
+    @field_validator("router_id")
+    @classmethod
+    def _ipv4_router_id(cls, value: IPAddress) -> IPAddress:
+        if value.version != 4:
+            raise ValueError(f"BGP router id must be a 32-bit (IPv4-style) address, not {value}")
+        return value
+
     @field_validator("vnis")
     @classmethod
     def _unique_vnis(cls, vnis: list[VniConfig]) -> list[VniConfig]:

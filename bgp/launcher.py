@@ -80,11 +80,37 @@ def _handler(self: Any, reactor: Any, service: str, line: str, use_json: bool) -
     return True
 
 
+def _keep_raw_pmsi_label() -> None:
+    """ExaBGP prints the raw 24-bit PMSI label (the VNI) only for tunnel types it decodes, and
+    its ingress-replication decoder takes IPv4 endpoints only; for an IPv6 VTEP it falls back to
+    a generic form that drops the raw label, and the VNI's low four bits with it. Keep it, so
+    the JSON shows ``LABEL(RAW):0xENDPOINT`` for IPv6 too."""
+    from exabgp.bgp.message.update.attribute.pmsi import PMSI
+
+    def pmsi_unknown(subtype: int, tunnel: bytes, label: int, flags: int, raw_label: int) -> Any:
+        pmsi = PMSI(tunnel, label, flags, raw_label)
+        pmsi.TUNNEL_TYPE = subtype
+        return pmsi
+
+    PMSI.pmsi_unknown = staticmethod(pmsi_unknown)
+
+
+def _accept_ipv6_evpn_next_hops() -> None:
+    """ExaBGP 5.0.15 refuses (NOTIFICATION 3/9) any EVPN MP_REACH whose next hop is not 4
+    octets, so an IPv6 underlay could never carry EVPN. RFC 7432 allows IPv6 next hops (16, or
+    32 with a link-local): accept those lengths too."""
+    from exabgp.protocol.family import AFI, SAFI, Family
+
+    Family.size[(AFI.l2vpn, SAFI.evpn)] = ((4, 16, 32), 0)
+
+
 def register() -> None:
     from exabgp.reactor.api.command.command import Command
 
     for name in ("announce evpn", "withdraw evpn"):
         Command.register(name)(_handler)
+    _keep_raw_pmsi_label()
+    _accept_ipv6_evpn_next_hops()
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str, **extra) -> Bg
     neighbor = {"address": str(peer), "asn": 65000, "hold_time": 9, **extra.pop("neighbor", {})}
     cfg = parse_config(
         {
-            "router_id": str(me),
+            "router_id": str(me) if me.version == 4 else f"10.9.9.{int(me) & 0xFF}",
             "local_vtep": str(me),
             "asn": 65000,
             "neighbors": [neighbor],
@@ -48,6 +48,7 @@ def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str, **extra) -> Bg
     )
     process = ExabgpProcess(cfg.speaker(), lab.workdir / name, netns=ns, python=sys.executable)
     intake = Intake(Store([me], cfg.store_limits()), cfg.import_policy(), cfg.graceful_restart_times())
+    process.log_level = os.environ.get("EVPN_TEST_EXABGP_LOG", "INFO")
     return BgpSide(process, intake, cfg.origin())
 
 
@@ -137,6 +138,35 @@ async def test_route_refresh_replays_routes(lab: Lab) -> None:
         await wait_for(
             lambda: fresh.receivers(100, None, G1) == {A} and fresh.flood_list(100) == {A}, what="refresh"
         )
+    finally:
+        for side in (sender, receiver):
+            await side.process.stop()
+        for task in tasks:
+            task.cancel()
+
+
+async def test_ipv6_underlay_vteps_and_groups(lab: Lab) -> None:
+    """IPv6 everywhere: session, next hop, IMET originator, PMSI endpoint (VNI kept), SMET group."""
+    a6, b6 = ip_address("fd00::1"), ip_address("fd00::2")
+    g6, s6 = ip_address("ff0e::1:1"), ip_address("fd01::10")
+    na, nb = lab.ns("a"), lab.ns("b")
+    lab.veth(na, "eth0", "fd00::1/64 nodad", nb, "eth0", "fd00::2/64 nodad")
+    sender = leaf(lab, na, a6, b6, [10100], "a")
+    receiver = leaf(lab, nb, b6, a6, [10100], "b")
+    receiver.on_line = lambda line: (lab.workdir / "b-lines.jsonl").open("a").write(line + "\n")
+    tasks = []
+    try:
+        for side in (sender, receiver):
+            await side.process.start()
+            tasks.append(asyncio.create_task(side.run()))
+        await wait_for(lambda: receiver.peer_states.get(str(a6)) == "up", what="IPv6 session up")
+        assert await sender.sync_origination({10100: [(None, g6), (s6, g6)]}) == 0
+        store = receiver.intake.store
+        await wait_for(lambda: len(store.remote_groups(10100)) == 2, what="IPv6 SMETs")
+        assert store.flood_list(10100) == {a6}  # VNI 10100 needs the raw PMSI label's low bits
+        assert store.all_multicast(10100, 6) == frozenset()  # MLD proxy claimed
+        assert store.receivers(10100, s6, g6) == {a6}
+        assert receiver.intake.counters["parse-error"] == 0
     finally:
         for side in (sender, receiver):
             await side.process.stop()
