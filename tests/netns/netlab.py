@@ -4,6 +4,7 @@ removed by ``Lab.close`` even when a test fails."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -35,6 +36,16 @@ def poll(fn: Callable[[], T], timeout: float = 20.0, interval: float = 0.1, what
         time.sleep(interval)
         last = fn()
     return last
+
+
+async def wait_until(pred: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+    """The asyncio twin of poll(): let the event loop run until pred() holds or time runs out."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
+        await asyncio.sleep(0.05)
 
 
 @dataclass

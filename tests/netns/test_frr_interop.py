@@ -17,7 +17,7 @@ from bgp.exabgp_config import Neighbor, Speaker
 from bgp.exabgp_json import Event, ParseError
 from bgp.originate import OriginSettings, VniOrigin, auto_rd, auto_rt
 from bgp.speaker import ExabgpProcess
-from tests.netns.netlab import Frr, Lab, frr_available, sh
+from tests.netns.netlab import Frr, Lab, frr_available, sh, wait_until
 
 pytestmark = pytest.mark.skipif(not frr_available(), reason="FRR (Debian package frr) not installed")
 
@@ -38,15 +38,6 @@ router bgp 65000
   advertise-all-vni
  exit-address-family
 """
-
-
-async def wait_for(pred, timeout: float = 40.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def flood_dsts(ns: str, dev: str) -> set[str]:
@@ -89,18 +80,18 @@ async def test_frr_and_agent_build_each_others_flood_lists(lab: Lab) -> None:
     await process.start()
     task = asyncio.create_task(side.run())
     try:
-        await wait_for(lambda: side.peer_states.get(str(FRR_VTEP)) == "up", what="session with FRR")
+        await wait_until(lambda: side.peer_states.get(str(FRR_VTEP)) == "up", what="session with FRR")
         assert await side.sync_origination({100: [(None, G)]}) == 0
 
         # The agent learns FRR's VTEP from FRR's IMET.
-        await wait_for(lambda: store.flood_list(100) == {FRR_VTEP}, what="FRR IMET in the store")
+        await wait_until(lambda: store.flood_list(100) == {FRR_VTEP}, what="FRR IMET in the store")
         # FRR does not claim IGMP proxy, so it must get every group (RFC 9251 §4).
         assert store.all_multicast(100, 4) == {FRR_VTEP}
         assert store.receivers(100, None, G) == {FRR_VTEP}
         assert not [e for e in events if isinstance(e, ParseError)]
 
         # FRR installs the agent's VTEP in vxlan100's flood list from the agent's IMET.
-        await wait_for(lambda: flood_dsts(nf, "vxlan100") == {str(AGENT)}, what="FRR flood entry")
+        await wait_until(lambda: flood_dsts(nf, "vxlan100") == {str(AGENT)}, what="FRR flood entry")
 
         # FRR silently drops the SMET we sent: the session stays up and FRR holds no type-6 route.
         assert frr_established(frr)
@@ -110,7 +101,7 @@ async def test_frr_and_agent_build_each_others_flood_lists(lab: Lab) -> None:
         # Withdrawing our IMET removes FRR's flood entry.
         side.origin = OriginSettings(AGENT, {})
         assert await side.sync_origination({}) == 0
-        await wait_for(lambda: flood_dsts(nf, "vxlan100") == set(), what="FRR flood entry withdrawn")
+        await wait_until(lambda: flood_dsts(nf, "vxlan100") == set(), what="FRR flood entry withdrawn")
     finally:
         await process.stop()
         task.cancel()

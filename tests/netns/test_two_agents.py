@@ -16,21 +16,12 @@ from agent.intake import Intake
 from agent.store import Store
 from bgp.exabgp_json import Event, ParseError, RouteAnnounce
 from bgp.speaker import ExabgpProcess
-from tests.netns.netlab import Lab
+from tests.netns.netlab import Lab, wait_until
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "exabgp-5.0.15-session.jsonl"
 VOLATILE = ("time", "pid", "ppid", "counter", "host")
 A, B = ip_address("10.0.0.1"), ip_address("10.0.0.2")
 G1, G2, S2 = ip_address("239.1.1.1"), ip_address("239.1.1.2"), ip_address("10.1.1.1")
-
-
-async def wait_for(pred, timeout: float = 30.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str, **extra) -> BgpSide:  # type: ignore[no-untyped-def]
@@ -66,13 +57,13 @@ async def test_two_agents_exchange_imet_and_smet(lab: Lab) -> None:
         for side in (sender, receiver):
             await side.process.start()
             tasks.append(asyncio.create_task(side.run()))
-        await wait_for(lambda: receiver.peer_states.get(str(A)) == "up", what="session up")
+        await wait_until(lambda: receiver.peer_states.get(str(A)) == "up", what="session up")
         local = {100: [(None, G1), (S2, G2)]}
         assert await sender.sync_origination(local) == 0
         assert await receiver.sync_origination({}) == 0
         store = receiver.intake.store
 
-        await wait_for(
+        await wait_until(
             lambda: store.flood_list(200) == {A} and len(store.remote_groups(100)) == 2, what="routes"
         )
         assert store.flood_list(100) == {A}
@@ -88,12 +79,12 @@ async def test_two_agents_exchange_imet_and_smet(lab: Lab) -> None:
 
         # Withdraw one SMET: only that interest goes.
         assert await sender.sync_origination({100: [(None, G1)]}) == 0
-        await wait_for(lambda: store.receivers(100, S2, G2) == frozenset(), what="SMET withdraw")
+        await wait_until(lambda: store.receivers(100, S2, G2) == frozenset(), what="SMET withdraw")
         assert store.receivers(100, None, G1) == {A}
 
         # Drop the session: ExaBGP sends no withdraws, the store must flush the peer.
         await sender.process.stop()
-        await wait_for(lambda: store.path_count() == 0, what="peer flush")
+        await wait_until(lambda: store.path_count() == 0, what="peer flush")
         assert store.flood_list(100) == frozenset() and store.vnis() == frozenset()
     finally:
         for side in (sender, receiver):
@@ -127,15 +118,15 @@ async def test_route_refresh_replays_routes(lab: Lab) -> None:
         for side in (sender, receiver):
             await side.process.start()
             tasks.append(asyncio.create_task(side.run()))
-        await wait_for(lambda: receiver.peer_states.get(str(A)) == "up", what="session up")
+        await wait_until(lambda: receiver.peer_states.get(str(A)) == "up", what="session up")
         await sender.sync_origination({100: [(None, G1)]})
         store = receiver.intake.store
-        await wait_for(lambda: store.receivers(100, None, G1) == {A}, what="routes")
+        await wait_until(lambda: store.receivers(100, None, G1) == {A}, what="routes")
         # Forget everything, as a fresh agent would, then resync.
         fresh = Store(own_vteps=[B])
         receiver.intake.store = fresh
         assert await receiver.route_refresh()
-        await wait_for(
+        await wait_until(
             lambda: fresh.receivers(100, None, G1) == {A} and fresh.flood_list(100) == {A}, what="refresh"
         )
     finally:
@@ -159,10 +150,10 @@ async def test_ipv6_underlay_vteps_and_groups(lab: Lab) -> None:
         for side in (sender, receiver):
             await side.process.start()
             tasks.append(asyncio.create_task(side.run()))
-        await wait_for(lambda: receiver.peer_states.get(str(a6)) == "up", what="IPv6 session up")
+        await wait_until(lambda: receiver.peer_states.get(str(a6)) == "up", what="IPv6 session up")
         assert await sender.sync_origination({10100: [(None, g6), (s6, g6)]}) == 0
         store = receiver.intake.store
-        await wait_for(lambda: len(store.remote_groups(10100)) == 2, what="IPv6 SMETs")
+        await wait_until(lambda: len(store.remote_groups(10100)) == 2, what="IPv6 SMETs")
         assert store.flood_list(10100) == {a6}  # VNI 10100 needs the raw PMSI label's low bits
         assert store.all_multicast(10100, 6) == frozenset()  # MLD proxy claimed
         assert store.receivers(10100, s6, g6) == {a6}
