@@ -38,19 +38,33 @@ class BgpSide:
     _sync_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def run(self) -> None:
-        async for line in self.process.lines():
-            self.lines_seen += 1
-            self.on_line(line)
-            for event in parse_line(line):
-                if isinstance(event, PeerState):
-                    self.peer_states[event.peer] = event.state
-                change = self.intake.apply(event, self.clock())
-                self.on_event(event)
-                if change:
-                    self.on_change(change)
-            expired = self.intake.store.expire(self.clock())
-            if expired:
-                self.on_change(expired)
+        """Until ExaBGP is stopped. Waiting for a line never outlasts the next stale-path
+        deadline, so graceful-restart sweeps happen on time even when every peer is silent."""
+        while True:
+            store = self.intake.store
+            deadline = store.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                line = await self.process.next_line(timeout)
+            except EOFError:
+                return
+            if line is not None:
+                self._handle(line)
+            if deadline is not None and deadline <= self.clock():
+                expired = store.expire(self.clock())
+                if expired:
+                    self.on_change(expired)
+
+    def _handle(self, line: str) -> None:
+        self.lines_seen += 1
+        self.on_line(line)
+        for event in parse_line(line):
+            if isinstance(event, PeerState):
+                self.peer_states[event.peer] = event.state
+            change = self.intake.apply(event, self.clock())
+            self.on_event(event)
+            if change:
+                self.on_change(change)
 
     async def sync_origination(
         self, local_groups: Mapping[int, Iterable[tuple[IPAddress | None, IPAddress]]]

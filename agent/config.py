@@ -7,6 +7,7 @@ Every validation error is reported as one line with its path, e.g.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Annotated, Literal
@@ -42,6 +43,14 @@ def _ip(value: object) -> IPAddress:
 IP = Annotated[IPAddress, PlainValidator(_ip), PlainSerializer(str)]
 
 
+def _codec_check(parse: Callable[[str], object], value: str) -> None:
+    """Let the codec judge a value; pydantic reports ValueError text with the field's path."""
+    try:
+        parse(value)
+    except CodecError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message is one line per problem."""
 
@@ -70,10 +79,7 @@ class RouteTargets(_Model):
     @classmethod
     def _valid(cls, values: list[str]) -> list[str]:
         for value in values:
-            try:
-                RouteTarget.from_str(value)
-            except CodecError as exc:
-                raise ValueError(str(exc)) from None
+            _codec_check(RouteTarget.from_str, value)
         return values
 
 
@@ -93,10 +99,7 @@ class VniConfig(_Model):
     @classmethod
     def _valid_rd(cls, value: str) -> str:
         if value != "auto":
-            try:
-                RouteDistinguisher.from_str(value)
-            except CodecError as exc:
-                raise ValueError(str(exc)) from None
+            _codec_check(RouteDistinguisher.from_str, value)
         return value
 
 

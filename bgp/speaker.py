@@ -12,7 +12,6 @@ import contextlib
 import os
 import sys
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,26 +132,20 @@ class ExabgpProcess:
     async def command(self, command: str, timeout: float = 10.0) -> bool:
         return await asyncio.wait_for(self.send(command), timeout)
 
-    async def lines(self) -> AsyncIterator[str]:
-        while True:
-            line = await self._lines.get()
-            if line is None:
-                return
-            yield line
-
-    def drain_nowait(self) -> list[str]:
-        out: list[str] = []
-        while not self._lines.empty():
-            line = self._lines.get_nowait()
-            if line is not None:
-                out.append(line)
-        return out
-
-    async def next_line(self, timeout: float) -> str | None:
-        try:
-            return await asyncio.wait_for(self._lines.get(), timeout)
-        except TimeoutError:
-            return None
+    async def next_line(self, timeout: float | None = None) -> str | None:
+        """The next line from ExaBGP; None when ``timeout`` seconds pass first (so the caller
+        can run its timers); EOFError once the process was stopped."""
+        if not self._lines.empty():
+            line = self._lines.get_nowait()  # the busy path: no timer per line
+        else:
+            try:
+                line = await asyncio.wait_for(self._lines.get(), timeout)
+            except TimeoutError:
+                return None
+        if line is None:
+            self._lines.put_nowait(None)  # stay at end of stream for later callers
+            raise EOFError
+        return line
 
     @property
     def pid(self) -> int | None:

@@ -4,9 +4,11 @@ and withdrawals and a session drop empty it again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -22,6 +24,22 @@ GOLDEN = Path(__file__).parent.parent / "golden" / "exabgp-5.0.15-session.jsonl"
 VOLATILE = ("time", "pid", "ppid", "counter", "host")
 A, B = ip_address("10.0.0.1"), ip_address("10.0.0.2")
 G1, G2, S2 = ip_address("239.1.1.1"), ip_address("239.1.1.2"), ip_address("10.1.1.1")
+
+
+@contextlib.asynccontextmanager
+async def running(*sides: BgpSide) -> AsyncIterator[None]:
+    """Start each side's ExaBGP and BGP task; stop them all however the body ends."""
+    tasks = []
+    try:
+        for side in sides:
+            await side.process.start()
+            tasks.append(asyncio.create_task(side.run()))
+        yield
+    finally:
+        for side in sides:
+            await side.process.stop()
+        for task in tasks:
+            task.cancel()
 
 
 def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str, **extra) -> BgpSide:  # type: ignore[no-untyped-def]
@@ -52,11 +70,7 @@ async def test_two_agents_exchange_imet_and_smet(lab: Lab) -> None:
     lines: list[str] = []
     receiver.on_event = events.append
     receiver.on_line = lines.append
-    tasks = []
-    try:
-        for side in (sender, receiver):
-            await side.process.start()
-            tasks.append(asyncio.create_task(side.run()))
+    async with running(sender, receiver):
         await wait_until(lambda: receiver.peer_states.get(str(A)) == "up", what="session up")
         local = {100: [(None, G1), (S2, G2)]}
         assert await sender.sync_origination(local) == 0
@@ -86,11 +100,6 @@ async def test_two_agents_exchange_imet_and_smet(lab: Lab) -> None:
         await sender.process.stop()
         await wait_until(lambda: store.path_count() == 0, what="peer flush")
         assert store.flood_list(100) == frozenset() and store.vnis() == frozenset()
-    finally:
-        for side in (sender, receiver):
-            await side.process.stop()
-        for task in tasks:
-            task.cancel()
     if os.environ.get("EVPN_WRITE_GOLDEN"):
         GOLDEN.write_text("".join(line + "\n" for line in lines))
     # ExaBGP's update lines are deterministic: the golden file must show the same messages.
@@ -113,11 +122,7 @@ async def test_route_refresh_replays_routes(lab: Lab) -> None:
     # MD5 and graceful restart in the generated ExaBGP configuration, on both sides.
     sender = leaf(lab, na, A, B, [100], "a", neighbor={"md5": "s3cret pass"}, graceful_restart=30)
     receiver = leaf(lab, nb, B, A, [100], "b", neighbor={"md5": "s3cret pass"}, graceful_restart=30)
-    tasks = []
-    try:
-        for side in (sender, receiver):
-            await side.process.start()
-            tasks.append(asyncio.create_task(side.run()))
+    async with running(sender, receiver):
         await wait_until(lambda: receiver.peer_states.get(str(A)) == "up", what="session up")
         await sender.sync_origination({100: [(None, G1)]})
         store = receiver.intake.store
@@ -129,11 +134,6 @@ async def test_route_refresh_replays_routes(lab: Lab) -> None:
         await wait_until(
             lambda: fresh.receivers(100, None, G1) == {A} and fresh.flood_list(100) == {A}, what="refresh"
         )
-    finally:
-        for side in (sender, receiver):
-            await side.process.stop()
-        for task in tasks:
-            task.cancel()
 
 
 async def test_ipv6_underlay_vteps_and_groups(lab: Lab) -> None:
@@ -145,11 +145,7 @@ async def test_ipv6_underlay_vteps_and_groups(lab: Lab) -> None:
     sender = leaf(lab, na, a6, b6, [10100], "a")
     receiver = leaf(lab, nb, b6, a6, [10100], "b")
     receiver.on_line = lambda line: (lab.workdir / "b-lines.jsonl").open("a").write(line + "\n")
-    tasks = []
-    try:
-        for side in (sender, receiver):
-            await side.process.start()
-            tasks.append(asyncio.create_task(side.run()))
+    async with running(sender, receiver):
         await wait_until(lambda: receiver.peer_states.get(str(a6)) == "up", what="IPv6 session up")
         assert await sender.sync_origination({10100: [(None, g6), (s6, g6)]}) == 0
         store = receiver.intake.store
@@ -158,8 +154,3 @@ async def test_ipv6_underlay_vteps_and_groups(lab: Lab) -> None:
         assert store.all_multicast(10100, 6) == frozenset()  # MLD proxy claimed
         assert store.receivers(10100, s6, g6) == {a6}
         assert receiver.intake.counters["parse-error"] == 0
-    finally:
-        for side in (sender, receiver):
-            await side.process.stop()
-        for task in tasks:
-            task.cancel()

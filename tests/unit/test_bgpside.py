@@ -4,7 +4,6 @@ routes around it still land; origination sends the command diff and keeps failur
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -21,14 +20,21 @@ ME = ip_address("10.0.0.2")
 class ScriptedProcess:
     """Stands in for ExabgpProcess: yields fixed lines, answers commands from a script."""
 
-    def __init__(self, lines: list[str], answers: list[bool] | None = None) -> None:
-        self._lines = lines
+    def __init__(self, lines: list[str], answers: list[bool] | None = None, idle: float = 0.0) -> None:
+        self._lines = list(lines)
         self.sent: list[str] = []
         self.answers = answers or []
+        self.idle = idle  # after the script: stay silent this long, then end the stream
 
-    async def lines(self) -> AsyncIterator[str]:
-        for line in self._lines:
-            yield line
+    async def next_line(self, timeout: float | None = None) -> str | None:
+        if self._lines:
+            return self._lines.pop(0)
+        if self.idle <= 0:
+            raise EOFError
+        wait = self.idle if timeout is None else min(timeout, self.idle)
+        await asyncio.sleep(wait)
+        self.idle -= wait
+        return None
 
     def send(self, command: str) -> asyncio.Future[bool]:
         self.sent.append(command)
@@ -83,3 +89,28 @@ async def test_origination_sends_diff_and_retries_refused_commands() -> None:
     assert len(proc.sent) == 3 and proc.sent[2].startswith("announce evpn smet")
     assert await side.sync_origination({}) == 0
     assert proc.sent[3].startswith("withdraw evpn smet") and len(side.announced) == 1
+
+
+async def test_graceful_restart_sweep_happens_while_every_peer_is_silent() -> None:
+    """After the peer goes down nothing more arrives; the stale paths must still go on time."""
+    good = good_lines()
+    down = good[0].split('"type"')[0] + (
+        '"type": "state", "neighbor": { "address": { "local": "10.0.0.2", "peer": "10.0.0.1" }, '
+        '"state": "down", "reason": "hold timer expired" } }'
+    )
+    store = Store(own_vteps=[ME])
+    intake = Intake(store, ImportPolicy({100: AUTO}), graceful_restart={"10.0.0.1": 0.2})
+    side = BgpSide(ScriptedProcess([good[0], down], idle=5.0), intake)  # type: ignore[arg-type]
+    changes = []
+    side.on_change = changes.append
+    task = asyncio.create_task(side.run())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 3.0
+    while side.peer_states.get("10.0.0.1") != "down":
+        await asyncio.sleep(0)
+    assert store.path_count() == 1 and store.next_deadline() is not None  # kept, stale
+    while store.path_count() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    assert store.path_count() == 0, "stale path not swept while the peer was silent"
+    assert store.flood_list(100) == frozenset() and changes[-1].flood == {100}
+    task.cancel()

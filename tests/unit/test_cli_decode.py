@@ -321,9 +321,9 @@ def _subprocess_env() -> dict[str, str]:
     return env
 
 
-def test_module_entry_point() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "decode", "--json", GOLDEN_SMET],
+def _evpnctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -331,18 +331,14 @@ def test_module_entry_point() -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_module_entry_point() -> None:
+    done = _evpnctl("decode", "--json", GOLDEN_SMET)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["group"] == "239.1.1.1"
 
-    bad = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "decode", "nothex"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=_subprocess_env(),
-        timeout=60,
-        check=False,
-    )
+    bad = _evpnctl("decode", "nothex")
     assert bad.returncode == 1
     assert bad.stdout == ""
     assert bad.stderr.splitlines() == ["evpnctl: cannot decode nothex: not hexadecimal: 'nothex'"]
