@@ -24,6 +24,7 @@ netns: setup
 
 bench: setup
 	$(VENV)/python bench/bgp_intake.py
+	$(VENV)/python bench/replication.py
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -29,6 +29,7 @@ from bgp.attributes import RouteTarget
 from bgp.evpn import CodecError, IPAddress, RouteDistinguisher, parse_ip
 from bgp.exabgp_config import Neighbor, Speaker
 from bgp.originate import OriginSettings, VniOrigin, auto_rd, auto_rt
+from replication.reconciler import DEFAULT_PROTOCOL, Settings, VniPorts
 
 
 def _ip(value: object) -> IPAddress:
@@ -85,8 +86,9 @@ class RouteTargets(_Model):
 
 class VniConfig(_Model):
     vni: Annotated[int, Field(ge=1, le=16777215)]
-    bridge: str | None = None
-    device: str | None = None
+    bridge: str | None = None  # default brN
+    device: str | None = None  # the VXLAN device, default vxlanN
+    querier: IP | None = None  # make brN an IGMP/MLD querier with this source address
     rd: str | Literal["auto"] = "auto"
     route_targets: RouteTargets | None = None  # None (or "auto" in YAML): ASN:VNI, import *:VNI
 
@@ -103,6 +105,15 @@ class VniConfig(_Model):
         return value
 
 
+class ReplicationConfig(_Model):
+    """Head-end replication: which per-group mechanism, and how the agent marks its entries."""
+
+    mode: Literal["auto", "mdb", "mac"] = "auto"
+    protocol: Annotated[int, Field(ge=4, le=255)] = DEFAULT_PROTOCOL
+    retry_initial: Annotated[float, Field(gt=0)] = 1.0
+    retry_max: Annotated[float, Field(gt=0)] = 60.0
+
+
 class LimitsConfig(_Model):
     max_vteps_per_vni: Annotated[int, Field(ge=0)] = 4096
     max_groups_per_vni: Annotated[int, Field(ge=0)] = 8192
@@ -116,6 +127,7 @@ class AgentConfig(_Model):
     neighbors: list[NeighborConfig] = Field(default_factory=list)
     vnis: list[VniConfig] = Field(default_factory=list)
     limits: LimitsConfig = LimitsConfig()
+    replication: ReplicationConfig = ReplicationConfig()
     workdir: Path = Path("/run/evpn-agent")
 
     @field_validator("router_id")
@@ -187,6 +199,17 @@ class AgentConfig(_Model):
             else:
                 table[v.vni] = frozenset(RouteTarget.from_str(rt) for rt in v.route_targets.import_)
         return ImportPolicy(table)
+
+    def vni_ports(self) -> list[VniPorts]:
+        return [
+            VniPorts(v.vni, v.bridge or f"br{v.vni}", v.device or f"vxlan{v.vni}", v.querier)
+            for v in self.vnis
+        ]
+
+    def replication_settings(self) -> Settings:
+        r = self.replication
+        journal = self.workdir / "replication-journal.json"
+        return Settings(r.mode, r.protocol, journal, r.retry_initial, r.retry_max)
 
     def store_limits(self) -> Limits:
         return Limits(self.limits.max_vteps_per_vni, self.limits.max_groups_per_vni)

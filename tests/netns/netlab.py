@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ipaddress
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -124,3 +128,115 @@ class Frr:
         return sh(
             f"ip netns exec {self.netns} vtysh --vty_socket {self.workdir} -c '{command}'", check=False
         ).stdout
+
+
+# --------------------------------------------------------------------------- in-process netns
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def inside(netns: str) -> Iterator[None]:
+    """Run the calling thread inside ``netns`` (sockets opened here stay bound to it)."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+        os.close(target)
+
+
+# --------------------------------------------------------------------------- VXLAN capture
+
+_ETH_P_ALL = 0x0003
+
+
+@dataclass(frozen=True)
+class Inner:
+    """One VXLAN packet as a receiving VTEP saw it: VNI, inner L3 addresses, UDP payload."""
+
+    vni: int
+    source: str
+    group: str
+    payload: bytes
+
+
+def parse_vxlan(frame: bytes) -> Inner | None:
+    """Ethernet/IPv4|IPv6/UDP:4789/VXLAN/Ethernet/IPv4|IPv6 -> Inner; None for anything else."""
+    if len(frame) < 14 + 40 + 8 + 8 + 14:
+        return None
+    if frame[12:14] == b"\x08\x00" and frame[23] == 17:
+        udp = 14 + (frame[14] & 0x0F) * 4
+    elif frame[12:14] == b"\x86\xdd" and frame[20] == 17:
+        udp = 14 + 40
+    else:
+        return None
+    if int.from_bytes(frame[udp + 2 : udp + 4], "big") != 4789:
+        return None
+    vni = int.from_bytes(frame[udp + 12 : udp + 15], "big")
+    inner = udp + 16
+    ethertype = frame[inner + 12 : inner + 14]
+    l3 = inner + 14
+    if ethertype == b"\x08\x00":
+        ihl2 = (frame[l3] & 0x0F) * 4
+        src = ipaddress.IPv4Address(frame[l3 + 12 : l3 + 16])
+        dst = ipaddress.IPv4Address(frame[l3 + 16 : l3 + 20])
+        payload = frame[l3 + ihl2 + 8 :] if frame[l3 + 9] == 17 else b""
+        return Inner(vni, str(src), str(dst), payload)
+    if ethertype == b"\x86\xdd":
+        src6 = ipaddress.IPv6Address(frame[l3 + 8 : l3 + 24])
+        dst6 = ipaddress.IPv6Address(frame[l3 + 24 : l3 + 40])
+        payload = frame[l3 + 48 :] if frame[l3 + 6] == 17 else b""
+        return Inner(vni, str(src6), str(dst6), payload)
+    return Inner(vni, "", "", frame[inner:])
+
+
+class Capture:
+    """Records the VXLAN packets arriving on one interface of a namespace (AF_PACKET)."""
+
+    def __init__(self, netns: str, ifname: str) -> None:
+        with inside(netns):
+            self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+            self._sock.bind((ifname, 0))
+        self._sock.settimeout(0.05)
+        self.packets: list[Inner] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, addr = self._sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            inner = parse_vxlan(frame)
+            if inner is not None:
+                with self._lock:
+                    self.packets.append(inner)
+
+    def with_payload(self, prefix: bytes) -> list[Inner]:
+        with self._lock:
+            return [p for p in self.packets if p.payload.startswith(prefix)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()

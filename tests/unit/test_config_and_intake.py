@@ -76,6 +76,15 @@ def test_a_peer_without_smet_turns_proxy_claims_off_and_gets_no_smet() -> None:
             {"neighbors": [{"address": "10.0.0.2", "asn": 1, "colour": "red"}]},
             "config: neighbors[0].colour: unknown key",
         ),
+        (
+            {"replication": {"mode": "fast"}},
+            "config: replication.mode: Input should be 'auto', 'mdb' or 'mac'",
+        ),
+        (
+            {"replication": {"protocol": 3}},
+            "config: replication.protocol: Input should be greater than or equal to 4",
+        ),
+        ({"vnis": [{"vni": 1, "querier": "x"}]}, "config: vnis[0].querier: not an IP address: 'x'"),
     ],
 )
 def test_config_errors_are_one_line_with_their_path(patch: dict[str, object], expected: str) -> None:
@@ -83,6 +92,32 @@ def test_config_errors_are_one_line_with_their_path(patch: dict[str, object], ex
         parse_config({**BASE, **patch})
     assert str(err.value).startswith(expected)
     assert "\n" not in str(err.value)
+
+
+def test_replication_settings_and_device_names_come_from_the_config(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            **BASE,
+            "workdir": str(tmp_path),
+            "replication": {"mode": "mac", "protocol": 77, "retry_max": 5},
+            "vnis": [{"vni": 100, "querier": "10.100.0.1"}, {"vni": 200, "bridge": "brX", "device": "vxX"}],
+        }
+    )
+    settings = cfg.replication_settings()
+    assert (settings.mode, settings.protocol, settings.retry_initial, settings.retry_max) == (
+        "mac",
+        77,
+        1.0,
+        5.0,
+    )
+    assert settings.journal == tmp_path / "replication-journal.json"
+    ports = cfg.vni_ports()
+    assert [(p.vni, p.bridge, p.vxlan, p.querier) for p in ports] == [
+        (100, "br100", "vxlan100", ip_address("10.100.0.1")),
+        (200, "brX", "vxX", None),
+    ]
+    default = parse_config(BASE).replication_settings()
+    assert (default.mode, default.protocol) == ("auto", 232)
 
 
 def test_load_config_reports_file_problems(tmp_path: Path) -> None:

@@ -1,0 +1,180 @@
+"""What the kernel should hold for head-end replication, computed from the store, and the diff.
+
+Pure: the store and a device description in, sets of entries out. The reconciler compares
+these sets with a kernel dump; nothing here knows about sockets.
+
+Two forms of per-group state exist (DESIGN §6):
+
+- ``mdb``: the VXLAN MDB, one remote list per (S,G) / (*,G), plus a catch-all entry per
+  family (group 0.0.0.0 / ::) for unregistered multicast. The catch-all lists the VTEPs that
+  want all multicast; when there are none it lists the unspecified address, which the VXLAN
+  driver drops (``vxlan_xmit_one`` refuses an all-zeros remote). Without a catch-all the
+  kernel would fall back to the whole flood list.
+- ``mac``: multicast-MAC FDB entries for kernels without the VXLAN MDB. 32 IPv4 groups share
+  a MAC, so an entry lists the union of the receivers of every group on it and sources are
+  ignored. MACs shared with 224.0.0.0/24 are left alone (link-local control traffic must
+  keep reaching the whole flood list), and IPv6 groups are not pruned at all: an IPv6 MAC
+  keeps only 32 bits of the group and so is always shared with some ff02:: group (MLD
+  reports, solicited-node addresses). Unregistered groups follow the flood list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import Final, Literal, NamedTuple, Protocol, TypeAlias, TypeVar
+
+from bgp.evpn import IPAddress
+
+__all__ = [
+    "ANY4",
+    "ANY6",
+    "ZERO_MAC",
+    "Device",
+    "FdbEntry",
+    "MdbEntry",
+    "Mode",
+    "StoreView",
+    "WrongFamily",
+    "desired_flood",
+    "desired_mac_groups",
+    "desired_mdb",
+    "group_mac",
+    "plan",
+]
+
+Mode: TypeAlias = Literal["mdb", "mac"]
+ZERO_MAC: Final = b"\x00" * 6
+ANY4: Final = IPv4Address(0)
+ANY6: Final = IPv6Address(0)
+
+
+class FdbEntry(NamedTuple):
+    """One remote of one MAC on a VXLAN device: a flood-list member or a multicast-MAC one."""
+
+    device: str
+    mac: bytes
+    dst: IPAddress
+
+
+class MdbEntry(NamedTuple):
+    """One remote of one VXLAN MDB entry; ``group`` 0.0.0.0 / :: is the catch-all."""
+
+    device: str
+    source: IPAddress | None
+    group: IPAddress
+    dst: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A VNI's VXLAN device as the reconciler found it; ``family`` is its underlay's (4 or 6)."""
+
+    vni: int
+    name: str
+    bridge: str
+    family: int
+
+
+@dataclass(frozen=True, slots=True)
+class WrongFamily:
+    """A VTEP the device cannot reach: its address family differs from the underlay's."""
+
+    device: Device
+    vtep: IPAddress
+    what: str
+
+    def __str__(self) -> str:
+        return (
+            f"vni {self.device.vni} {self.device.name}: skipped remote {self.vtep} for {self.what}: "
+            f"IPv{self.vtep.version} address on an IPv{self.device.family} underlay"
+        )
+
+
+class StoreView(Protocol):
+    """The part of ``agent.store.Store`` the replication side reads."""
+
+    def flood_list(self, vni: int) -> frozenset[IPAddress]: ...
+    def all_multicast(self, vni: int, version: int) -> frozenset[IPAddress]: ...
+    def receivers(self, vni: int, source: IPAddress | None, group: IPAddress) -> frozenset[IPAddress]: ...
+    def remote_groups(self, vni: int) -> frozenset[tuple[IPAddress | None, IPAddress]]: ...
+
+
+def _reachable(
+    device: Device, vteps: Iterable[IPAddress], what: str, problems: list[WrongFamily]
+) -> list[IPAddress]:
+    out = []
+    for vtep in vteps:
+        if vtep.version == device.family:
+            out.append(vtep)
+        else:
+            problems.append(WrongFamily(device, vtep, what))
+    return out
+
+
+def desired_flood(store: StoreView, device: Device, problems: list[WrongFamily]) -> set[FdbEntry]:
+    """``00:00:00:00:00:00 dst VTEP`` for exactly the VNI's flood list."""
+    name = device.name
+    return {
+        FdbEntry(name, ZERO_MAC, vtep)
+        for vtep in _reachable(device, store.flood_list(device.vni), "the flood list", problems)
+    }
+
+
+def desired_mdb(store: StoreView, device: Device, problems: list[WrongFamily]) -> set[MdbEntry]:
+    """Per (S,G)/(*,G) the receivers, and a catch-all per group family."""
+    vni, name = device.vni, device.name
+    sink = ANY4 if device.family == 4 else ANY6
+    out: set[MdbEntry] = set()
+    for source, group in store.remote_groups(vni):
+        what = f"group {'*' if source is None else source},{group}"
+        for vtep in _reachable(device, store.receivers(vni, source, group), what, problems):
+            out.add(MdbEntry(name, source, group, vtep))
+    for version, any_group in ((4, ANY4), (6, ANY6)):
+        wanting = _reachable(
+            device, store.all_multicast(vni, version), f"unregistered IPv{version} multicast", problems
+        )
+        for vtep in wanting or (sink,):
+            out.add(MdbEntry(name, None, any_group, vtep))
+    return out
+
+
+def group_mac(group: IPAddress) -> bytes:
+    """RFC 1112 / RFC 2464 mapping: 01:00:5e + low 23 bits, or 33:33 + low 32 bits."""
+    if isinstance(group, IPv4Address):
+        return b"\x01\x00\x5e" + (int(group) & 0x7FFFFF).to_bytes(3, "big")
+    return b"\x33\x33" + (int(group) & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def _mac_is_link_local(mac: bytes) -> bool:
+    """Shared with 224.0.0.0/24 (01:00:5e:00:00:xx); every IPv6 MAC counts as shared."""
+    return mac[0] == 0x33 or mac[:5] == b"\x01\x00\x5e\x00\x00"
+
+
+def desired_mac_groups(store: StoreView, device: Device, problems: list[WrongFamily]) -> set[FdbEntry]:
+    """Multicast-MAC entries: per MAC the union of the receivers of all its groups."""
+    vni, name = device.vni, device.name
+    out: set[FdbEntry] = set()
+    for source, group in store.remote_groups(vni):
+        mac = group_mac(group)
+        if _mac_is_link_local(mac):
+            continue
+        what = f"group {'*' if source is None else source},{group} (MAC mode)"
+        for vtep in _reachable(device, store.receivers(vni, source, group), what, problems):
+            out.add(FdbEntry(name, mac, vtep))
+    return out
+
+
+E = TypeVar("E", FdbEntry, MdbEntry)
+
+
+def plan(desired: set[E], present: set[E], owned: set[E]) -> tuple[list[E], list[E]]:
+    """(adds, deletes) so the kernel matches ``desired`` while touching only ``owned`` entries.
+
+    ``present`` is everything the kernel holds (anyone's). A desired entry someone else
+    already installed is left as theirs: it forwards the same, and adopting it would make us
+    delete an operator's entry later. Callers apply adds before deletes, so a remote that
+    moves gets its new copy before the old one stops.
+    """
+    return list(desired - present), list(owned - desired)
