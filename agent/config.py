@@ -21,6 +21,7 @@ from pydantic import (
     PlainValidator,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from agent.intake import AUTO, ImportPolicy
@@ -29,6 +30,8 @@ from bgp.attributes import RouteTarget
 from bgp.evpn import CodecError, IPAddress, RouteDistinguisher, parse_ip
 from bgp.exabgp_config import Neighbor, Speaker
 from bgp.originate import OriginSettings, VniOrigin, auto_rd, auto_rt
+from ipmr.driver import IpmrSettings
+from ipmr.mfc import StaticRoute
 from replication.reconciler import DEFAULT_PROTOCOL, Settings, VniPorts
 
 
@@ -114,6 +117,54 @@ class ReplicationConfig(_Model):
     retry_max: Annotated[float, Field(gt=0)] = 60.0
 
 
+class StaticRouteConfig(_Model):
+    """smcroute-like static route: ``from IIF [source S] group G to OIF...``."""
+
+    source: IP | Literal["*"] = "*"
+    group: IP
+    iif: str
+    oifs: list[str] = Field(default_factory=list)
+
+    @field_validator("group")
+    @classmethod
+    def _multicast(cls, value: IPAddress) -> IPAddress:
+        if not value.is_multicast:
+            raise ValueError(f"{value} is not a multicast group")
+        return value
+
+
+def _ipv4_only() -> list[Literal[4, 6]]:
+    return [4]
+
+
+class IpmrConfig(_Model):
+    """Edge multicast through the kernel's IPMR engine (docs/ipmr.md)."""
+
+    enabled: bool = False
+    families: list[Literal[4, 6]] = Field(default_factory=_ipv4_only)
+    tables: list[Annotated[int, Field(ge=1, le=4294967295)]] = Field(
+        default_factory=lambda: [253], min_length=1
+    )
+    edge: list[str] = Field(default_factory=list)
+    svis: Literal["all"] | list[int] = "all"  # VNIs whose bridge (SVI) gets a VIF
+    querier: list[str] = Field(default_factory=list)
+    query_interval: Annotated[float, Field(ge=2, le=3174)] = 125.0
+    query_response: Annotated[float, Field(ge=0.1, le=25.5)] = 10.0
+    robustness: Annotated[int, Field(ge=1, le=7)] = 2
+    routes: list[StaticRouteConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IpmrConfig:
+        if self.query_response >= self.query_interval:
+            raise ValueError("query_response must be shorter than query_interval")
+        stray = [name for name in self.querier if name not in self.edge]
+        if stray:
+            raise ValueError(f"querier interfaces {stray} are not edge interfaces")
+        if len(set(self.tables)) != len(self.tables):
+            raise ValueError("tables: a table is listed twice")
+        return self
+
+
 class LimitsConfig(_Model):
     max_vteps_per_vni: Annotated[int, Field(ge=0)] = 4096
     max_groups_per_vni: Annotated[int, Field(ge=0)] = 8192
@@ -128,6 +179,7 @@ class AgentConfig(_Model):
     vnis: list[VniConfig] = Field(default_factory=list)
     limits: LimitsConfig = LimitsConfig()
     replication: ReplicationConfig = ReplicationConfig()
+    ipmr: IpmrConfig = IpmrConfig()
     workdir: Path = Path("/run/evpn-agent")
 
     @field_validator("router_id")
@@ -210,6 +262,26 @@ class AgentConfig(_Model):
         r = self.replication
         journal = self.workdir / "replication-journal.json"
         return Settings(r.mode, r.protocol, journal, r.retry_initial, r.retry_max)
+
+    def ipmr_settings(self) -> IpmrSettings:
+        m = self.ipmr
+        wanted = None if m.svis == "all" else set(m.svis)
+        svis = {p.bridge: p.vni for p in self.vni_ports() if wanted is None or p.vni in wanted}
+        routes = tuple(
+            StaticRoute(None if r.source == "*" else r.source, r.group, r.iif, tuple(r.oifs))
+            for r in m.routes
+        )
+        return IpmrSettings(
+            edge=tuple(m.edge),
+            svis=svis,
+            tables=tuple(m.tables),
+            families=tuple(m.families),
+            routes=routes,
+            querier=frozenset(m.querier),
+            query_interval=m.query_interval,
+            query_response=m.query_response,
+            robustness=m.robustness,
+        )
 
     def store_limits(self) -> Limits:
         return Limits(self.limits.max_vteps_per_vni, self.limits.max_groups_per_vni)

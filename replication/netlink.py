@@ -46,7 +46,10 @@ __all__ = [
     "fdb_message",
     "iter_messages",
     "mdb_message",
+    "pack_attr",
+    "pack_header",
     "parse_ack",
+    "parse_addr",
     "parse_fdb",
     "parse_mdb",
 ]
@@ -118,16 +121,16 @@ _NESTED: Final = 0x8000
 _BYTEORDER: Final = 0x4000
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
+def pack_attr(kind: int, payload: bytes) -> bytes:
     size = 4 + len(payload)
     return _NLA.pack(size, kind) + payload + b"\x00" * (-size & 3)
 
 
 def _addr_attr(kind: int, addr: IPAddress) -> bytes:
-    return _attr(kind, addr.packed)
+    return pack_attr(kind, addr.packed)
 
 
-def _header(length: int, kind: int, flags: int, seq: int) -> bytes:
+def pack_header(length: int, kind: int, flags: int, seq: int) -> bytes:
     return _NLMSGHDR.pack(16 + length, kind, flags, seq, 0)
 
 
@@ -166,7 +169,7 @@ def iter_attrs(data: bytes, offset: int = 0) -> Iterator[tuple[int, bytes]]:
 
 
 @lru_cache(maxsize=65536)
-def _ip(raw: bytes) -> IPAddress | None:
+def parse_addr(raw: bytes) -> IPAddress | None:
     if len(raw) == 4:
         return IPv4Address(raw)
     if len(raw) == 16:
@@ -183,7 +186,7 @@ def dump_request(kind: int, seq: int, ifindex: int = 0) -> bytes:
         body = _NDMSG.pack(AF_BRIDGE, ifindex, 0, 0, 0)
     else:
         body = _BR_PORT_MSG.pack(AF_BRIDGE, ifindex)
-    return _header(len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq) + body
+    return pack_header(len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq) + body
 
 
 def fdb_message(kind: int, seq: int, ifindex: int, mac: bytes, dst: IPAddress, protocol: int | None) -> bytes:
@@ -201,7 +204,7 @@ def fdb_message(kind: int, seq: int, ifindex: int, mac: bytes, dst: IPAddress, p
     flags = NLM_F_REQUEST | NLM_F_ACK
     if kind == RTM_NEWNEIGH:
         flags |= NLM_F_CREATE | NLM_F_APPEND
-    return _header(len(body), kind, flags, seq) + body
+    return pack_header(len(body), kind, flags, seq) + body
 
 
 def _mdb_entry(ifindex: int, group: IPAddress) -> bytes:
@@ -235,14 +238,14 @@ def mdb_message(
         attrs += _U8_ATTR.pack(5, MDBE_ATTR_RTPROT, protocol)
     body = (
         _BR_PORT_MSG.pack(AF_BRIDGE, ifindex)
-        + _attr(MDBA_SET_ENTRY, _mdb_entry(ifindex, group))
+        + pack_attr(MDBA_SET_ENTRY, _mdb_entry(ifindex, group))
         + _NLA.pack(4 + len(attrs), MDBA_SET_ENTRY_ATTRS | _NESTED)
         + attrs
     )
     flags = NLM_F_REQUEST | NLM_F_ACK
     if kind == RTM_NEWMDB:
         flags |= NLM_F_CREATE
-    return _header(len(body), kind, flags, seq) + body
+    return pack_header(len(body), kind, flags, seq) + body
 
 
 RTM_SETLINK: Final = 19
@@ -262,7 +265,7 @@ def brport_router_message(seq: int, ifindex: int, mode: int) -> bytes:
         + _NLA.pack(12, IFLA_PROTINFO | _NESTED)
         + _U8_ATTR.pack(5, IFLA_BRPORT_MULTICAST_ROUTER, mode)
     )
-    return _header(len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, seq) + body
+    return pack_header(len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, seq) + body
 
 
 # --------------------------------------------------------------------------- replies
@@ -325,7 +328,7 @@ def parse_fdb(msg: Message) -> FdbRecord | None:
         if kind == NDA_LLADDR:
             mac = payload[:6]
         elif kind == NDA_DST:
-            dst = _ip(payload)
+            dst = parse_addr(payload)
         elif kind == NDA_PROTOCOL and payload:
             protocol = payload[0]
         elif kind in (NDA_PORT, NDA_VNI, NDA_IFINDEX, NDA_NH_ID, NDA_SRC_VNI):
@@ -357,9 +360,9 @@ def _parse_mdb_info(device: int, info: bytes) -> MdbRecord | None:
     port, _state, _flags, _vid = _BR_MDB_ENTRY_HEAD.unpack_from(info, 0)
     (proto,) = struct.unpack_from("!H", info, 24)
     if proto == ETH_P_IP:
-        group = _ip(info[8:12])
+        group = parse_addr(info[8:12])
     elif proto == ETH_P_IPV6:
-        group = _ip(info[8:24])
+        group = parse_addr(info[8:24])
     else:
         return None  # L2 (MAC) entries are not ours to manage
     assert group is not None
@@ -369,9 +372,9 @@ def _parse_mdb_info(device: int, info: bytes) -> MdbRecord | None:
     plain = True
     for kind, payload in iter_attrs(info, 28):
         if kind == MDBA_MDB_EATTR_SOURCE:
-            source = _ip(payload)
+            source = parse_addr(payload)
         elif kind == MDBA_MDB_EATTR_DST:
-            dst = _ip(payload)
+            dst = parse_addr(payload)
         elif kind == MDBA_MDB_EATTR_RTPROT and payload:
             protocol = payload[0]
         elif kind in (MDBA_MDB_EATTR_DST_PORT, MDBA_MDB_EATTR_VNI, MDBA_MDB_EATTR_IFINDEX):

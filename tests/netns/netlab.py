@@ -79,10 +79,10 @@ class Lab:
                 os.kill(pid, signal.SIGKILL)
         for ns in self.namespaces:
             # Kill anything still running inside before the namespace goes.
-            out = sh(f"ip netns pids {ns}", check=False).stdout.split()
-            for pid in out:
+            inside_pids = sh(f"ip netns pids {ns}", check=False).stdout.split()
+            for text in inside_pids:
                 with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+                    os.kill(int(text), signal.SIGKILL)
             sh(f"ip netns del {ns}", check=False)
 
 
@@ -203,15 +203,30 @@ def parse_vxlan(frame: bytes) -> Inner | None:
     return Inner(vni, "", "", frame[inner:])
 
 
-class Capture:
-    """Records the VXLAN packets arriving on one interface of a namespace (AF_PACKET)."""
+def parse_udp(frame: bytes) -> Inner | None:
+    """Ethernet/IPv4|IPv6/UDP -> Inner (vni 0): plain multicast as a receiver's link sees it."""
+    if frame[12:14] == b"\x08\x00" and len(frame) >= 14 + 20 + 8 and frame[23] == 17:
+        ihl = (frame[14] & 0x0F) * 4
+        src, dst = ipaddress.IPv4Address(frame[26:30]), ipaddress.IPv4Address(frame[30:34])
+        return Inner(0, str(src), str(dst), frame[14 + ihl + 8 :])
+    if frame[12:14] == b"\x86\xdd" and len(frame) >= 14 + 40 + 8 and frame[20] == 17:
+        src6, dst6 = ipaddress.IPv6Address(frame[22:38]), ipaddress.IPv6Address(frame[38:54])
+        return Inner(0, str(src6), str(dst6), frame[62:])
+    return None
 
-    def __init__(self, netns: str, ifname: str) -> None:
+
+class Capture:
+    """Records the packets of one kind arriving on one interface of a namespace (AF_PACKET);
+    ``parse`` picks them (default: VXLAN)."""
+
+    def __init__(self, netns: str, ifname: str, parse: Callable[[bytes], Inner | None] = parse_vxlan) -> None:
+        self._parse = parse
         with inside(netns):
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
             self._sock.bind((ifname, 0))
         self._sock.settimeout(0.05)
         self.packets: list[Inner] = []
+        self.times: list[float] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -227,14 +242,19 @@ class Capture:
                 return
             if addr[2] == socket.PACKET_OUTGOING:
                 continue
-            inner = parse_vxlan(frame)
+            inner = self._parse(frame)
             if inner is not None:
                 with self._lock:
                     self.packets.append(inner)
+                    self.times.append(time.monotonic())
 
     def with_payload(self, prefix: bytes) -> list[Inner]:
         with self._lock:
             return [p for p in self.packets if p.payload.startswith(prefix)]
+
+    def arrival_times(self, prefix: bytes) -> list[float]:
+        with self._lock:
+            return [t for p, t in zip(self.packets, self.times, strict=True) if p.payload.startswith(prefix)]
 
     def close(self) -> None:
         self._stop.set()

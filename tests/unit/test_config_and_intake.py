@@ -178,3 +178,42 @@ def test_peer_down_flushes_or_keeps_stale_for_graceful_restart() -> None:
     gr.apply(imet(100, ["65000:100"]), 0)
     assert not gr.apply(PeerState("p1", "down"), 5.0)
     assert gr.store.flood_list(100) == {V9} and gr.store.next_deadline() == 65.0
+
+
+def test_ipmr_settings_come_from_the_config() -> None:
+    cfg = parse_config(
+        {
+            **BASE,
+            "ipmr": {
+                "enabled": True,
+                "families": [4, 6],
+                "tables": [253, 100],
+                "edge": ["eth1", "eth2"],
+                "svis": [100],
+                "querier": ["eth1"],
+                "routes": [{"group": "239.1.1.1", "iif": "eth1", "oifs": ["eth2"]}],
+            },
+        }
+    )
+    s = cfg.ipmr_settings()
+    assert s.edge == ("eth1", "eth2") and s.tables == (253, 100) and s.families == (4, 6)
+    assert dict(s.svis) == {"br100": 100} and s.querier == frozenset({"eth1"})
+    assert (
+        s.routes[0].source is None and str(s.routes[0].group) == "239.1.1.1" and s.routes[0].oifs == ("eth2",)
+    )
+    assert s.gmi == 260.0
+
+
+@pytest.mark.parametrize(
+    ("ipmr", "expected"),
+    [
+        ({"querier": ["eth9"], "edge": ["eth1"]}, "config: ipmr: querier interfaces ['eth9'] are not edge"),
+        ({"query_response": 200}, "config: ipmr.query_response: Input should be less than or equal to 25.5"),
+        ({"routes": [{"group": "10.0.0.1", "iif": "a"}]}, "config: ipmr.routes[0].group: 10.0.0.1 is not a"),
+        ({"families": [5]}, "config: ipmr.families[0]: Input should be 4 or 6"),
+    ],
+)
+def test_ipmr_config_errors_are_one_line(ipmr: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**BASE, "ipmr": ipmr})
+    assert str(err.value).startswith(expected), str(err.value)
