@@ -120,8 +120,14 @@ class IpmrDriver:
         self._slots: dict[int, dict[str, list[Slot]]] = {f: {} for f in settings.families}
         self._ifindex: dict[str, int] = {}
         self._budget: dict[int, Budget] = {}
-        self._flows: dict[int, set[Flow]] = {f: set() for f in settings.families}
-        self._installed: dict[int, dict[Flow, frozenset[int]]] = {f: {} for f in settings.families}
+        # Indexed by group: an upcall or a join touches one group, never a scan of all routes.
+        self._flows: dict[int, dict[IPAddress, set[Flow]]] = {f: {} for f in settings.families}
+        self._installed: dict[int, dict[IPAddress, dict[Flow, frozenset[int]]]] = {
+            f: {} for f in settings.families
+        }
+        self._statics: dict[IPAddress, list[StaticRoute]] = {}
+        for route in settings.routes:
+            self._statics.setdefault(route.group, []).append(route)
         self._members = {f: Memberships(settings.gmi, settings.lmqt) for f in settings.families}
         self._mrules: set[tuple[int, str, int]] = set()
         self.wrong_vif: dict[tuple[int, str, str, int], int] = {}
@@ -227,10 +233,10 @@ class IpmrDriver:
             if sock is not None:
                 with contextlib.suppress(MrtError):  # gone with its interface already
                     sock.del_vif(slot.vif, name)
-            flows = self._flows[family]
-            for flow in [f for f in flows if f.table == slot.table and f.iif == slot.vif]:
-                flows.discard(flow)
-                self._installed[family].pop(flow, None)
+            for group, flows in self._flows[family].items():
+                for flow in [f for f in flows if f.table == slot.table and f.iif == slot.vif]:
+                    flows.discard(flow)
+                    self._installed[family].get(group, {}).pop(flow, None)
         for key in self._members[family].drop_interface(name):
             self._store_leave(family, key[1], key[2], name)
         messages.append(
@@ -277,10 +283,10 @@ class IpmrDriver:
     def _names(self, family: int) -> dict[tuple[int, int], str]:
         return {(s.table, s.vif): name for name, slots in self._slots[family].items() for s in slots}
 
-    def _static_flows(self, family: int) -> set[Flow]:
+    def _static_flows(self, family: int, group: IPAddress) -> set[Flow]:
         out = set()
-        for route in self.settings.routes:
-            if route.source is None or route.group.version != family:
+        for route in self._statics.get(group, ()):
+            if route.source is None:
                 continue
             for slot in self._slots[family].get(route.iif, [])[:1]:
                 out.add(Flow(slot.table, route.source, route.group, slot.vif))
@@ -289,30 +295,36 @@ class IpmrDriver:
     def reconcile(self, groups: Iterable[IPAddress] | None = None) -> list[str]:
         """Write the routes whose outputs differ from what is installed; errors as lines."""
         messages: list[str] = []
-        only = None if groups is None else set(groups)
         for family in self.settings.families:
             names = self._names(family)
-            flows = self._flows[family] | self._static_flows(family)
-            if only is not None:
-                flows = {f for f in flows if f.group in only}
-            wanted = {flow: self._wanted(family, flow, names) for flow in flows}
-            desired = desired_routes(flows, names, self._slots[family], wanted)
-            installed = self._installed[family]
-            scope = installed if only is None else {f: o for f, o in installed.items() if f.group in only}
-            put, delete = route_diff(desired, scope)
-            for flow, oifs in put.items():
-                sock = self._sockets[(family, flow.table)]
-                try:
-                    sock.add_mfc(flow.source, flow.group, flow.iif, sorted(oifs))
-                    installed[flow] = oifs
-                except MrtError as exc:
-                    self.counters["route_errors"] += 1
-                    messages.append(str(exc))
-            for flow in delete:
-                sock = self._sockets[(family, flow.table)]
-                with contextlib.suppress(MrtError):
-                    sock.del_mfc(flow.source, flow.group, flow.iif)
-                installed.pop(flow, None)
+            flows_by_group = self._flows[family]
+            installed_by_group = self._installed[family]
+            if groups is None:
+                todo = set(flows_by_group) | set(installed_by_group)
+                todo |= {g for g in self._statics if g.version == family}
+            else:
+                todo = {g for g in groups if g.version == family}
+            for group in todo:
+                flows = flows_by_group.get(group, set()) | self._static_flows(family, group)
+                wanted = {flow: self._wanted(family, flow, names) for flow in flows}
+                desired = desired_routes(flows, names, self._slots[family], wanted)
+                installed = installed_by_group.setdefault(group, {})
+                put, delete = route_diff(desired, installed)
+                for flow, oifs in put.items():
+                    sock = self._sockets[(family, flow.table)]
+                    try:
+                        sock.add_mfc(flow.source, flow.group, flow.iif, sorted(oifs))
+                        installed[flow] = oifs
+                    except MrtError as exc:
+                        self.counters["route_errors"] += 1
+                        messages.append(str(exc))
+                for flow in delete:
+                    sock = self._sockets[(family, flow.table)]
+                    with contextlib.suppress(MrtError):
+                        sock.del_mfc(flow.source, flow.group, flow.iif)
+                    installed.pop(flow, None)
+                if not installed:
+                    del installed_by_group[group]
         return messages
 
     def _wanted(self, family: int, flow: Flow, names: Mapping[tuple[int, int], str]) -> set[str]:
@@ -320,11 +332,11 @@ class IpmrDriver:
         out = self._members[family].interfaces(flow.source, flow.group)
         if self._store is not None:
             out |= svi_wants(self._store, self.settings.svis, flow.source, flow.group)
-        out |= static_outputs(self.settings.routes, flow.source, flow.group, iif)
+        out |= static_outputs(self._statics.get(flow.group, ()), flow.source, flow.group, iif)
         return out
 
     def routes(self, family: int = 4) -> dict[Flow, frozenset[int]]:
-        return dict(self._installed[family])
+        return {f: o for per_group in self._installed[family].values() for f, o in per_group.items()}
 
     def memberships(self, family: int = 4) -> Memberships:
         return self._members[family]
@@ -395,7 +407,7 @@ class IpmrDriver:
         self.counters["upcalls"] += 1
         if upcall.kind == structs.IGMPMSG_NOCACHE:
             flow = Flow(table, upcall.source, upcall.group, upcall.vif)
-            self._flows[family].add(flow)
+            self._flows[family].setdefault(upcall.group, set()).add(flow)
             self._report_errors(self.reconcile([upcall.group]))
         elif upcall.kind == structs.IGMPMSG_WRONGVIF:
             key = (table, str(upcall.source), str(upcall.group), upcall.vif)
@@ -493,7 +505,7 @@ class IpmrDriver:
             names = self._names(family)
             by_index = {self._ifindex[n]: n for n in self._slots[family] if n in self._ifindex}
             want: dict[tuple[int, str, str, str], frozenset[str]] = {}
-            for flow, oifs in self._installed[family].items():
+            for flow, oifs in self.routes(family).items():
                 table = self._kernel_table(family, flow.table)
                 iif = names.get((flow.table, flow.iif), "?")
                 want[(table, str(flow.source), str(flow.group), iif)] = frozenset(
@@ -545,7 +557,7 @@ class IpmrDriver:
         checks: set[tuple[IPAddress, str]] = set()
         for family in self.settings.families:
             names = self._names(family)
-            for flow in self._installed[family]:
+            for flow in self.routes(family):
                 checks.add((flow.source, names.get((flow.table, flow.iif), "")))
         for route in self.settings.routes:
             if route.source is not None:

@@ -13,9 +13,9 @@ outputs of matching static routes; only interfaces with a VIF in the flow's tabl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, TypeAlias
 
 from bgp.evpn import IPAddress
 from ipmr.vifs import Slot
@@ -34,6 +34,9 @@ __all__ = [
 EDGE_PORT_PREFIX = "ipmr:"
 """Port names under which edge joins are recorded in the store (for SMET origination); they
 are not bridge ports, so they never make the SVI an output."""
+
+
+Key: TypeAlias = tuple[str, "IPAddress | None", "IPAddress"]
 
 
 class Flow(NamedTuple):
@@ -58,53 +61,63 @@ class StoreWants(Protocol):
     def local_ports(self, vni: int, source: IPAddress | None, group: IPAddress) -> frozenset[str]: ...
 
 
-@dataclass
 class Memberships:
     """Edge-interface members per (S,G) with their timers (IGMP/MLD), time passed in.
 
     A join sets the timer to the group membership interval; a leave lowers it to the last
     member query time, so another host on the segment can still answer a query and keep it.
+    Indexed by group, since routes ask per group.
     """
 
-    gmi: float = 260.0
-    lmqt: float = 2.0
-    _expiry: dict[tuple[str, IPAddress | None, IPAddress], float] = field(default_factory=dict)
+    def __init__(self, gmi: float = 260.0, lmqt: float = 2.0) -> None:
+        self.gmi = gmi
+        self.lmqt = lmqt
+        self._by_group: dict[IPAddress, dict[tuple[str, IPAddress | None], float]] = {}
 
     def join(self, ifname: str, source: IPAddress | None, group: IPAddress, now: float) -> bool:
-        key = (ifname, source, group)
-        new = key not in self._expiry
-        self._expiry[key] = now + self.gmi
+        members = self._by_group.setdefault(group, {})
+        new = (ifname, source) not in members
+        members[(ifname, source)] = now + self.gmi
         return new
 
     def leave(self, ifname: str, source: IPAddress | None, group: IPAddress, now: float) -> None:
-        key = (ifname, source, group)
-        if key in self._expiry:
-            self._expiry[key] = min(self._expiry[key], now + self.lmqt)
+        members = self._by_group.get(group)
+        if members is not None and (ifname, source) in members:
+            members[(ifname, source)] = min(members[(ifname, source)], now + self.lmqt)
 
-    def drop_interface(self, ifname: str) -> list[tuple[str, IPAddress | None, IPAddress]]:
-        gone = [k for k in self._expiry if k[0] == ifname]
-        for key in gone:
-            del self._expiry[key]
+    def _remove(self, pick: Callable[[str, IPAddress | None, float], bool]) -> list[Key]:
+        gone: list[Key] = []
+        for group, members in list(self._by_group.items()):
+            for (ifname, source), expiry in list(members.items()):
+                if pick(ifname, source, expiry):
+                    del members[(ifname, source)]
+                    gone.append((ifname, source, group))
+            if not members:
+                del self._by_group[group]
         return gone
 
-    def expire(self, now: float) -> list[tuple[str, IPAddress | None, IPAddress]]:
-        gone = [k for k, t in self._expiry.items() if t <= now]
-        for key in gone:
-            del self._expiry[key]
-        return gone
+    def drop_interface(self, ifname: str) -> list[Key]:
+        return self._remove(lambda i, _s, _t: i == ifname)
+
+    def expire(self, now: float) -> list[Key]:
+        return self._remove(lambda _i, _s, t: t <= now)
 
     def next_deadline(self) -> float | None:
-        return min(self._expiry.values(), default=None)
+        return min((t for m in self._by_group.values() for t in m.values()), default=None)
 
     def interfaces(self, source: IPAddress, group: IPAddress) -> set[str]:
         """Edge interfaces with a member for this source: (S,G) or (*,G) members."""
-        return {ifname for (ifname, s, g) in self._expiry if g == group and (s is None or s == source)}
+        members = self._by_group.get(group)
+        if not members:
+            return set()
+        return {ifname for (ifname, s) in members if s is None or s == source}
 
     def entries(self) -> list[tuple[str, IPAddress | None, IPAddress, float]]:
-        return [(i, s, g, t) for (i, s, g), t in sorted(self._expiry.items(), key=str)]
+        rows = [(i, s, g, t) for g, m in self._by_group.items() for (i, s), t in m.items()]
+        return sorted(rows, key=str)
 
     def groups(self) -> set[IPAddress]:
-        return {g for (_i, _s, g) in self._expiry}
+        return set(self._by_group)
 
 
 def svi_wants(store: StoreWants, svis: Mapping[str, int], source: IPAddress, group: IPAddress) -> set[str]:

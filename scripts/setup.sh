@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(frr mosquitto mosquitto-clients tcpdump iproute2 iputils-ping procps psmisc python3-venv make)
+DEBS=(frr mosquitto mosquitto-clients tcpdump iproute2 iputils-ping procps psmisc python3-venv make smcroute)
 missing=()
 for pkg in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -23,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Installed services are kept from running on the host (tests start private instances).
-for svc in frr mosquitto; do
+for svc in frr mosquitto smcroute; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from ipmr.driver import IpmrDriver, IpmrSettings
+from ipmr.driver import IpmrDriver, IpmrSettings, parse_static_route
+from ipmr.mrt import MrtError
 from tests.netns.netlab import Capture, Lab, inside, parse_udp, poll, sh
+from tests.netns.smcroute import Smcroute, mroute_show, smcroute_available
 
 GROUPS = {4: "239.1.1.1", 6: "ff0e::101"}
 SOURCE = {4: "10.1.0.2", 6: "fd01::2"}
@@ -209,8 +211,6 @@ def test_joined_receivers_get_the_stream_others_never_and_a_leaver_stops(edge: E
 
 
 def test_static_routes_forward_without_any_join(edge: Edge) -> None:
-    from ipmr.driver import parse_static_route
-
     route = parse_static_route("*", GROUPS[4], "s0", ["e2"])
     caps = edge.capture(4)
     try:
@@ -244,8 +244,6 @@ def test_a_source_behind_a_member_port_is_not_sent_back_out_of_it(edge: Edge) ->
 
 
 def test_strict_rp_filter_with_a_route_back_elsewhere_is_diagnosed(edge: Edge) -> None:
-    from ipmr.driver import parse_static_route
-
     rtr = edge.ns["rtr"]
     route = parse_static_route(SOURCE[4], GROUPS[4], "s0", ["e2"])
     sh(f"ip -n {rtr} route add {SOURCE[4]}/32 via 10.2.1.2 dev e1")
@@ -445,3 +443,107 @@ def test_forwarding_is_rebuilt_after_the_driver_is_killed_and_the_gap_is_measure
 def _largest_gap_ms(cap: Capture) -> float:
     times = cap.arrival_times(b"seq-")
     return max((b - a for a, b in itertools.pairwise(times)), default=0.0) * 1000
+
+
+# --------------------------------------------------------------------------- smcroute
+
+
+needs_smcroute = pytest.mark.skipif(not smcroute_available(), reason="smcroute is not installed")
+
+
+@needs_smcroute
+def test_a_table_owned_by_smcroute_is_a_clear_start_up_error_and_another_table_coexists(
+    edge: Edge, tmp_path: Path
+) -> None:
+    rtr = edge.ns["rtr"]
+    smc = Smcroute(edge.lab, rtr, tmp_path / "smcroute")
+    smc.start(f"phyint s0 enable\nphyint e1 enable\nmroute from s0 group {GROUPS[4]} to e1\n")
+    caps = edge.capture(4)
+    try:
+        with inside(rtr), pytest.raises(MrtError) as refused:
+            IpmrDriver(settings(4)).start()
+        assert str(refused.value) == (
+            "cannot take IPv4 multicast routing table default: EADDRINUSE: Address already in use: another "
+            "multicast router (smcroute, pimd, FRR pimd, mrouted) already owns it; stop it or give the agent "
+            "another table (ipmr.table)"
+        )
+        # In a table of its own the driver runs next to smcroute: smcroute routes s0 -> e1, the
+        # driver (VIFs e2, e3 in table 100, steered there by mrules) routes r3's stream to e2.
+        ours = IpmrSettings(
+            edge=("e2", "e3"), tables=(100,), routes=(parse_static_route("*", GROUPS[4], "e3", ["e2"]),)
+        )
+        with (
+            running(rtr, ours),
+            streaming(edge.ns["src"], 4, GROUPS[4]),
+            streaming(edge.ns["r3"], 4, GROUPS[4], source="10.2.3.2"),
+        ):
+            poll(lambda: count(caps["r1"]) >= 5, 15, what="smcroute still forwards to r1")
+            poll(lambda: count(caps["r2"]) >= 5, 15, what="the driver forwards r3's stream to r2")
+            assert "Table: 100" in sh(f"ip -n {rtr} mroute show table all").stdout
+            assert "iif e3 lookup 100" in sh(f"ip -n {rtr} mrule show").stdout
+            r2_sources = {p.source for p in caps["r2"].with_payload(b"seq-")}
+            assert r2_sources == {"10.2.3.2"}
+    finally:
+        smc.stop()
+        for cap in caps.values():
+            cap.close()
+
+
+@needs_smcroute
+def test_the_same_static_routes_give_the_same_kernel_routes_as_smcroute(edge: Edge, tmp_path: Path) -> None:
+    rtr = edge.ns["rtr"]
+    routes = [
+        ("10.1.0.2", "239.1.1.1", "s0", ["e1", "e2"]),
+        ("10.1.0.2", "239.1.1.2", "s0", ["e3"]),
+        ("10.1.0.9", "239.1.1.3", "s0", ["e1"]),
+        ("*", "239.1.1.4", "s0", ["e2", "e3"]),  # installed per source when traffic comes
+    ]
+    conf = "".join(f"phyint {i} enable\n" for i in ("s0", "e1", "e2", "e3"))
+    for source, group, iif, oifs in routes:
+        src = "" if source == "*" else f" source {source}"
+        conf += f"mroute from {iif}{src} group {group} to {' '.join(oifs)}\n"
+
+    def kernel_after_traffic() -> list[str]:
+        with streaming(edge.ns["src"], 4, "239.1.1.4"):
+            poll(
+                lambda: any("239.1.1.4) Iif: s0 Oifs" in line for line in mroute_show(rtr)),
+                10,
+                what="the (*,G) route's per-source entry",
+            )
+        return mroute_show(rtr)
+
+    smc = Smcroute(edge.lab, rtr, tmp_path / "smcroute")
+    smc.start(conf)
+    try:
+        theirs = kernel_after_traffic()
+    finally:
+        smc.stop()
+    ours_settings = settings(4, routes=tuple(parse_static_route(*r) for r in routes))
+    with running(rtr, ours_settings):
+        ours = kernel_after_traffic()
+    assert ours == theirs
+    assert theirs == [
+        "(10.1.0.2,239.1.1.1) Iif: s0 Oifs: e1 e2",
+        "(10.1.0.2,239.1.1.2) Iif: s0 Oifs: e3",
+        "(10.1.0.2,239.1.1.4) Iif: s0 Oifs: e2 e3",
+        "(10.1.0.9,239.1.1.3) Iif: s0 Oifs: e1",
+    ]
+
+
+def test_wrong_interface_upcalls_are_counted(edge: Edge) -> None:
+    """A route's source showing up on one of its outputs (a loop, or a moved source) makes the
+    kernel send WRONGVIF upcalls (asserts are on); the driver counts them per (S, G, VIF)."""
+    r1 = edge.ns["r1"]
+    route = parse_static_route(SOURCE[4], GROUPS[4], "s0", ["e1", "e2"])
+    sh(f"ip -n {r1} addr add {SOURCE[4]}/32 dev eth0")
+    try:
+        with running(edge.ns["rtr"], settings(4, routes=(route,))) as driver:
+            e1 = driver.vifs(4)["e1"][0].vif
+            with streaming(r1, 4, GROUPS[4], source=SOURCE[4]):
+                poll(
+                    lambda: driver.wrong_vif.get((253, SOURCE[4], GROUPS[4], e1), 0) >= 1,
+                    15,
+                    what="a WRONGVIF upcall for e1",
+                )
+    finally:
+        sh(f"ip -n {r1} addr del {SOURCE[4]}/32 dev eth0", check=False)
