@@ -25,6 +25,7 @@ netns: setup
 bench: setup
 	$(VENV)/python bench/bgp_intake.py
 	$(VENV)/python bench/replication.py
+	$(VENV)/python bench/ipmr.py
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -134,6 +134,11 @@ class IpmrDriver:
         self.counters: dict[str, int] = {"upcalls": 0, "reports": 0, "bad_packets": 0, "route_errors": 0}
         self.errors: list[str] = []
         self._next_query = 0.0
+        # The serve loop and callers in other threads (the daemon's store task, the control
+        # socket) share the tables: one re-entrant lock around every change.
+        self._lock = threading.RLock()
+        self._names_cache: dict[int, dict[tuple[int, int], str]] = {}
+        self._last_budget: dict[int, dict[str, object]] = {}
 
     # ----------------------------------------------------------------- life cycle
 
@@ -170,6 +175,10 @@ class IpmrDriver:
         return out
 
     def refresh(self) -> list[str]:
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> list[str]:
         """Re-check interfaces, add/remove VIFs to match, then reconcile routes."""
         messages: list[str] = []
         candidates = self.candidates()
@@ -195,8 +204,10 @@ class IpmrDriver:
                     if self._add_vif(family, name, slot, messages):
                         current.setdefault(name, []).append(slot)
             messages.extend(f"IPv{family}: {why}" for why in budget.refused.values())
-            if budget.refused:
-                self._event("vif-budget", {"family": family, **budget.report()})
+            report = budget.report()
+            if report != self._last_budget.get(family):  # an event per change, not per refresh
+                self._last_budget[family] = report
+                self._event("vif-budget", {"family": family, **report})
         self._sync_mrules(messages)
         messages.extend(self.reconcile())
         for line in messages:
@@ -219,6 +230,7 @@ class IpmrDriver:
             messages.append(f"cannot add VIF for {name}: {exc.strerror}")
             return False
         self._ifindex[name] = index
+        self._names_cache.pop(family, None)
         if name in self.settings.edge:
             try:
                 sock.listen_reports(index)
@@ -228,6 +240,7 @@ class IpmrDriver:
         return True
 
     def _remove_vifs(self, family: int, name: str, slots: list[Slot], messages: list[str]) -> None:
+        self._names_cache.pop(family, None)
         for slot in slots:
             sock = self._sockets.get((family, slot.table))
             if sock is not None:
@@ -281,7 +294,12 @@ class IpmrDriver:
     # ----------------------------------------------------------------- routes
 
     def _names(self, family: int) -> dict[tuple[int, int], str]:
-        return {(s.table, s.vif): name for name, slots in self._slots[family].items() for s in slots}
+        """(table, VIF) -> interface, cached until a VIF is added or removed."""
+        names = self._names_cache.get(family)
+        if names is None:
+            names = {(s.table, s.vif): name for name, slots in self._slots[family].items() for s in slots}
+            self._names_cache[family] = names
+        return names
 
     def _static_flows(self, family: int, group: IPAddress) -> set[Flow]:
         out = set()
@@ -293,6 +311,10 @@ class IpmrDriver:
         return out
 
     def reconcile(self, groups: Iterable[IPAddress] | None = None) -> list[str]:
+        with self._lock:
+            return self._reconcile(groups)
+
+    def _reconcile(self, groups: Iterable[IPAddress] | None = None) -> list[str]:
         """Write the routes whose outputs differ from what is installed; errors as lines."""
         messages: list[str] = []
         for family in self.settings.families:
@@ -327,6 +349,26 @@ class IpmrDriver:
                     del installed_by_group[group]
         return messages
 
+    def _install(self, family: int, flow: Flow) -> list[str]:
+        """Route one new flow (an upcall): the rest of its group is already right."""
+        names = self._names(family)
+        desired = desired_routes(
+            [flow], names, self._slots[family], {flow: self._wanted(family, flow, names)}
+        )
+        oifs = desired.get(flow)
+        if oifs is None:
+            return []
+        installed = self._installed[family].setdefault(flow.group, {})
+        if installed.get(flow) == oifs:
+            return []
+        try:
+            self._sockets[(family, flow.table)].add_mfc(flow.source, flow.group, flow.iif, sorted(oifs))
+        except MrtError as exc:
+            self.counters["route_errors"] += 1
+            return [str(exc)]
+        installed[flow] = oifs
+        return []
+
     def _wanted(self, family: int, flow: Flow, names: Mapping[tuple[int, int], str]) -> set[str]:
         iif = names.get((flow.table, flow.iif), "")
         out = self._members[family].interfaces(flow.source, flow.group)
@@ -344,6 +386,10 @@ class IpmrDriver:
     # ----------------------------------------------------------------- packets
 
     def handle(self, sock: MrtSocket) -> None:
+        with self._lock:
+            self._handle(sock)
+
+    def _handle(self, sock: MrtSocket) -> None:
         """Read everything pending on one socket (non-blocking)."""
         while True:
             try:
@@ -408,7 +454,7 @@ class IpmrDriver:
         if upcall.kind == structs.IGMPMSG_NOCACHE:
             flow = Flow(table, upcall.source, upcall.group, upcall.vif)
             self._flows[family].setdefault(upcall.group, set()).add(flow)
-            self._report_errors(self.reconcile([upcall.group]))
+            self._report_errors(self._install(family, flow))
         elif upcall.kind == structs.IGMPMSG_WRONGVIF:
             key = (table, str(upcall.source), str(upcall.group), upcall.vif)
             self.wrong_vif[key] = self.wrong_vif.get(key, 0) + 1
@@ -446,6 +492,10 @@ class IpmrDriver:
     # ----------------------------------------------------------------- timers
 
     def tick(self) -> None:
+        with self._lock:
+            self._tick()
+
+    def _tick(self) -> None:
         """Expire memberships and send due general queries."""
         now = self._clock()
         for family in self.settings.families:

@@ -31,6 +31,7 @@ _MREQN: Final = struct.Struct("=4s4si")  # group, local address, ifindex
 _ALL_V3_ROUTERS: Final = socket.inet_aton("224.0.0.22")
 _MLDV2_ROUTERS: Final = socket.inet_pton(socket.AF_INET6, "ff02::16")
 ICMP6_FILTER: Final = 1
+SO_RCVBUFFORCE: Final = 33
 # Let through only what the driver reads: MLD queries, reports and dones (upcalls bypass it).
 _MLD_TYPES: Final = (130, 131, 132, 143)
 
@@ -56,11 +57,26 @@ class MrtSocket:
         self._level = socket.IPPROTO_IP if family == 4 else socket.IPPROTO_IPV6
         name = f"IPv{family} multicast routing table {table if table is not None else 'default'}"
         self.name = name
-        if family == 4:
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IGMP)
-        else:
-            self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         try:
+            if family == 4:
+                self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IGMP)
+            else:
+                self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        except OSError as exc:
+            raise MrtError(
+                self._message(exc.errno or 0, f"open a raw socket for {name}"), exc.errno or 0
+            ) from None
+        # Memberships (224.0.0.22 / ff02::16 per edge interface) are held by plain UDP sockets:
+        # a socket may join only net.ipv4.igmp_max_memberships (20) groups, and the MRT socket
+        # still hears the reports since IP_MULTICAST_ALL is on.
+        self._joiners: list[socket.socket] = []
+        try:
+            # Room for a burst of upcalls (~830 bytes each): the default 208 KiB holds ~250,
+            # and an upcall dropped here drops its packet and delays the route.
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+            except PermissionError:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
             if family == 6:
                 self._sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, _icmp6_filter(_MLD_TYPES))
                 self._sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
@@ -89,7 +105,7 @@ class MrtSocket:
                 "already owns it; stop it or give the agent another table (ipmr.table)"
             )
         if code in (errno.EPERM, errno.EACCES):
-            return f"cannot {what}: {why}: the agent needs CAP_NET_ADMIN (run it as root)"
+            return f"cannot {what}: {why}: the agent needs CAP_NET_RAW and CAP_NET_ADMIN (run it as root)"
         if code in (errno.ENOPROTOOPT, errno.EOPNOTSUPP) and "select" in what:
             return f"cannot {what}: {why}: the kernel lacks multiple multicast routing tables"
         if code in (errno.ENOPROTOOPT, errno.EOPNOTSUPP):
@@ -127,39 +143,63 @@ class MrtSocket:
     # ----------------------------------------------------------------- MFC
 
     def add_mfc(self, source: IPAddress, group: IPAddress, parent: int, oifs: Iterable[int]) -> None:
-        what = f"add route ({source}, {group}) iif VIF {parent} to {self.name}"
-        if isinstance(group, IPv4Address):
-            assert isinstance(source, IPv4Address)
-            self._set(structs.MRT_ADD_MFC, structs.mfcctl(source, group, parent, oifs), what)
-        else:
-            assert isinstance(source, IPv6Address)
-            self._set(structs.MRT6_ADD_MFC, structs.mf6cctl(source, group, parent, oifs), what)
+        try:
+            if isinstance(group, IPv4Address):
+                assert isinstance(source, IPv4Address)
+                self._sock.setsockopt(
+                    self._level, structs.MRT_ADD_MFC, structs.mfcctl(source, group, parent, oifs)
+                )
+            else:
+                assert isinstance(source, IPv6Address)
+                self._sock.setsockopt(
+                    self._level, structs.MRT6_ADD_MFC, structs.mf6cctl(source, group, parent, oifs)
+                )
+        except OSError as exc:  # the message is built only here: this is the hot path
+            what = f"add route ({source}, {group}) iif VIF {parent} to {self.name}"
+            raise MrtError(self._message(exc.errno or 0, what), exc.errno or 0) from None
 
     def del_mfc(self, source: IPAddress, group: IPAddress, parent: int) -> None:
-        what = f"remove route ({source}, {group}) from {self.name}"
-        if isinstance(group, IPv4Address):
-            assert isinstance(source, IPv4Address)
-            self._set(structs.MRT_DEL_MFC, structs.mfcctl(source, group, parent, ()), what)
-        else:
-            assert isinstance(source, IPv6Address)
-            self._set(structs.MRT6_DEL_MFC, structs.mf6cctl(source, group, parent, ()), what)
+        try:
+            if isinstance(group, IPv4Address):
+                assert isinstance(source, IPv4Address)
+                self._sock.setsockopt(
+                    self._level, structs.MRT_DEL_MFC, structs.mfcctl(source, group, parent, ())
+                )
+            else:
+                assert isinstance(source, IPv6Address)
+                self._sock.setsockopt(
+                    self._level, structs.MRT6_DEL_MFC, structs.mf6cctl(source, group, parent, ())
+                )
+        except OSError as exc:
+            what = f"remove route ({source}, {group}) from {self.name}"
+            raise MrtError(self._message(exc.errno or 0, what), exc.errno or 0) from None
 
     # ----------------------------------------------------------------- IGMP / MLD I/O
 
     def listen_reports(self, ifindex: int) -> None:
         """Join the all-IGMPv3/MLDv2-routers group on an edge interface to hear v3/v2 reports."""
-        try:
-            if self.family == 4:
-                mreq = _MREQN.pack(_ALL_V3_ROUTERS, b"\0\0\0\0", ifindex)
-                self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-            else:
-                mreq6 = _MLDV2_ROUTERS + struct.pack("@I", ifindex)
-                self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:  # already joined
-                raise MrtError(
-                    f"cannot listen for reports on ifindex {ifindex}: {_reason(exc.errno or 0)}"
-                ) from None
+        if self.family == 4:
+            level, option = socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP
+            mreq = _MREQN.pack(_ALL_V3_ROUTERS, b"\0\0\0\0", ifindex)
+        else:
+            level, option = socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP
+            mreq = _MLDV2_ROUTERS + struct.pack("@I", ifindex)
+        while True:
+            for joiner in self._joiners:
+                try:
+                    joiner.setsockopt(level, option, mreq)
+                    return
+                except OSError as exc:
+                    if exc.errno == errno.EADDRINUSE:  # already joined
+                        return
+                    if exc.errno != errno.ENOBUFS:  # ENOBUFS: this socket's limit, try the next
+                        why = _reason(exc.errno or 0)
+                        raise MrtError(f"cannot listen for reports on ifindex {ifindex}: {why}") from None
+            kind = socket.AF_INET if self.family == 4 else socket.AF_INET6
+            self._joiners.append(socket.socket(kind, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+            if len(self._joiners) > 64:
+                why = _reason(errno.ENOBUFS)
+                raise MrtError(f"cannot listen for reports on ifindex {ifindex}: {why}") from None
 
     def fileno(self) -> int:
         return self._sock.fileno()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.store import RemoteImet, RemoteSmet, Store
 from ipmr.driver import IpmrDriver, IpmrSettings, parse_static_route
 from ipmr.mrt import MrtError
 from tests.netns.netlab import Capture, Lab, inside, parse_udp, poll, sh
@@ -66,7 +67,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
 
 
 @contextlib.contextmanager
-def running(netns: str, settings: IpmrSettings) -> Iterator[IpmrDriver]:
+def running(netns: str, settings: IpmrSettings, store: Store | None = None) -> Iterator[IpmrDriver]:
     """The driver serving in a thread inside ``netns``."""
     box: dict[str, object] = {}
     ready = threading.Event()
@@ -74,7 +75,7 @@ def running(netns: str, settings: IpmrSettings) -> Iterator[IpmrDriver]:
 
     def target() -> None:
         with inside(netns):
-            driver = IpmrDriver(settings)
+            driver = IpmrDriver(settings, store)
             try:
                 box["errors"] = driver.start()
             except Exception as exc:
@@ -412,8 +413,8 @@ def test_forwarding_is_rebuilt_after_the_driver_is_killed_and_the_gap_is_measure
         proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         edge.lab.pids.append(proc.pid)
         assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())
-        assert first["event"] == "ready", first
+        while (event := json.loads(proc.stdout.readline()))["event"] != "ready":
+            assert event["event"] == "vif-budget", event
         return proc
 
     try:
@@ -547,3 +548,44 @@ def test_wrong_interface_upcalls_are_counted(edge: Edge) -> None:
                 )
     finally:
         sh(f"ip -n {r1} addr del {SOURCE[4]}/32 dev eth0", check=False)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def test_the_svi_gets_a_group_while_a_remote_vtep_wants_it_and_edge_joins_reach_the_store(edge: Edge) -> None:
+    """Source on the edge, SVI br100 toward the fabric: the store's remote SMET makes br100 an
+    output; its withdrawal removes it. An edge host's join becomes a store join (for SMET)."""
+    rtr, group = edge.ns["rtr"], GROUPS[4]
+    h100 = edge.lab.ns("h100")
+    sh(f"ip -n {rtr} link add br100 type bridge mcast_snooping 0")
+    edge.lab.veth(rtr, "bp100", "", h100, "eth0", "10.100.0.2/24")
+    sh(f"ip -n {rtr} link set bp100 master br100")
+    sh(f"ip -n {rtr} addr add 10.100.0.1/24 dev br100")
+    sh(f"ip -n {rtr} link set br100 up")
+    vtep = ip_address("10.0.0.2")
+    store = Store()
+    store.announce("rr", b"imet", RemoteImet(100, vtep, True, True))
+    store.announce("rr", b"smet", RemoteSmet(100, vtep, None, ip_address(group)))
+    fabric = Capture(h100, "eth0", lambda f: p if (p := parse_udp(f)) and p.group == group else None)
+    caps = edge.capture(4)
+    config = IpmrSettings(edge=("s0", "e1"), svis={"br100": 100}, families=(4,))
+    try:
+        with running(rtr, config, store) as driver, streaming(edge.ns["src"], 4, group):
+            poll(lambda: count(fabric) >= 5, 15, what="the stream toward the fabric on br100")
+            with joined(edge.ns["r1"], 4, group):
+                poll(lambda: count(caps["r1"]) >= 5, 15, what="r1 gets it too")
+                assert store.local_ports(100, None, ip_address(group)) == {"ipmr:e1"}
+                store.withdraw("rr", b"smet")
+                driver.reconcile([ip_address(group)])
+                wait_until_silent(fabric, caps["r1"], "br100 once no VTEP wants the group")
+            poll(
+                lambda: not store.local_ports(100, None, ip_address(group)),
+                15,
+                what="r1's leave in the store",
+            )
+    finally:
+        fabric.close()
+        for cap in caps.values():
+            cap.close()
+        sh(f"ip -n {rtr} link del br100", check=False)
