@@ -89,6 +89,19 @@ class BgpSide:
             self.command_errors += failures
             return failures
 
+    async def withdraw_all(self) -> int:
+        """Withdraw every route the agent announced (shutdown); returns refusals."""
+        async with self._sync_lock:
+            steps = route_commands(self.announced, {})
+            futures = [(key, self.process.send(line)) for key, _new, line in steps]
+            failures = 0
+            for key, fut in futures:
+                if await fut:
+                    self.announced.pop(key, None)
+                else:
+                    failures += 1
+            return failures
+
     async def route_refresh(self) -> bool:
         """Ask peers to resend everything (after our API process was restarted)."""
         return await self.process.command("announce route-refresh l2vpn evpn")

@@ -39,7 +39,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from agent.control import ControlError, ask
+from agent.views import VIEWS, render
 from bgp.evpn import (
     CodecError,
     EthernetAutoDiscovery,
@@ -56,6 +59,7 @@ from bgp.evpn import (
 )
 
 PROG = "evpnctl"
+DEFAULT_SOCKET = Path("/run/evpn-agent/control.sock")
 
 
 def _flags(flags: SmetFlags) -> dict[str, object]:
@@ -158,8 +162,28 @@ def _build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--json", action="store_true", help="print one JSON object")
     decode.add_argument("hex", metavar="HEX", help="the NLRI as hex, optionally prefixed by 0x")
     decode.set_defaults(handler=_cmd_decode)
-    # `show summary|vnis|flood|groups|peers|mroutes|vifs` (control socket) will be added here.
+    show = commands.add_parser(
+        "show",
+        help="show the running agent's state",
+        description="Ask the running agent (over its control socket) for one view of its state.",
+    )
+    show.add_argument("what", choices=sorted(VIEWS), metavar="VIEW", help=", ".join(sorted(VIEWS)))
+    show.add_argument("--json", action="store_true", help="print the view's JSON (stable; docs/evpnctl.md)")
+    show.add_argument(
+        "--socket", type=Path, default=DEFAULT_SOCKET, help=f"the agent's control socket ({DEFAULT_SOCKET})"
+    )
+    show.set_defaults(handler=_cmd_show)
     return parser
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    try:
+        result = ask(args.socket, {"show": args.what})
+    except ControlError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else render(args.what, result))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,10 +7,11 @@ Every validation error is reported as one line with its path, e.g.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -33,6 +34,9 @@ from bgp.originate import OriginSettings, VniOrigin, auto_rd, auto_rt
 from ipmr.driver import IpmrSettings
 from ipmr.mfc import StaticRoute
 from replication.reconciler import DEFAULT_PROTOCOL, Settings, VniPorts
+
+if TYPE_CHECKING:
+    from agent.mqtt import MqttSettings
 
 
 def _ip(value: object) -> IPAddress:
@@ -112,6 +116,8 @@ class ReplicationConfig(_Model):
     """Head-end replication: which per-group mechanism, and how the agent marks its entries."""
 
     mode: Literal["auto", "mdb", "mac"] = "auto"
+    on_exit: Literal["keep", "remove"] = "keep"  # the agent's FDB/MDB entries when it stops
+    startup_hold: Annotated[float, Field(ge=0)] = 60.0  # max wait for End-of-RIB before deleting
     protocol: Annotated[int, Field(ge=4, le=255)] = DEFAULT_PROTOCOL
     retry_initial: Annotated[float, Field(gt=0)] = 1.0
     retry_max: Annotated[float, Field(gt=0)] = 60.0
@@ -165,6 +171,35 @@ class IpmrConfig(_Model):
         return self
 
 
+class MqttConfig(_Model):
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    prefix: str = "evpn"
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_id: str | None = None
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    retry_initial: Annotated[float, Field(gt=0)] = 1.0
+    retry_max: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttConfig:
+        if not self.prefix or any(c in self.prefix for c in "+#\0"):
+            raise ValueError(f"prefix {self.prefix!r} must be non-empty, without '+', '#' or NUL")
+        if (self.ca_file or self.cert_file or self.key_file) and not self.tls:
+            raise ValueError("ca_file, cert_file and key_file need tls: true")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        if self.retry_max < self.retry_initial:
+            raise ValueError("retry_max must be at least retry_initial")
+        return self
+
+
 class LimitsConfig(_Model):
     max_vteps_per_vni: Annotated[int, Field(ge=0)] = 4096
     max_groups_per_vni: Annotated[int, Field(ge=0)] = 8192
@@ -180,6 +215,10 @@ class AgentConfig(_Model):
     limits: LimitsConfig = LimitsConfig()
     replication: ReplicationConfig = ReplicationConfig()
     ipmr: IpmrConfig = IpmrConfig()
+    mqtt: MqttConfig | None = None
+    control_socket: Path | None = None  # default <workdir>/control.sock
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = False
     workdir: Path = Path("/run/evpn-agent")
 
     @field_validator("router_id")
@@ -283,6 +322,46 @@ class AgentConfig(_Model):
             robustness=m.robustness,
         )
 
+    def control_path(self) -> Path:
+        return self.control_socket or self.workdir / "control.sock"
+
+    def mqtt_settings(self) -> MqttSettings | None:
+        from agent.mqtt import MqttSettings  # aiomqtt only loads when MQTT is configured
+
+        m = self.mqtt
+        if m is None:
+            return None
+        return MqttSettings(
+            host=m.host,
+            port=m.port,
+            prefix=m.prefix,
+            router_id=str(self.router_id),
+            username=m.username,
+            password=m.password,
+            tls=m.tls,
+            ca_file=m.ca_file,
+            cert_file=m.cert_file,
+            key_file=m.key_file,
+            client_id=m.client_id,
+            keepalive=m.keepalive,
+            queue_size=m.queue_size,
+            retry_initial=m.retry_initial,
+            retry_max=m.retry_max,
+        )
+
+    def device_problems(self) -> list[str]:
+        """Interfaces the config names that do not exist here, one line each with its path."""
+        problems = []
+        for index, port in enumerate(self.vni_ports()):
+            for key, name in (("bridge", port.bridge), ("device", port.vxlan)):
+                if not _interface_exists(name):
+                    problems.append(f"vnis[{index}].{key}: interface {name!r} does not exist")
+        if self.ipmr.enabled:
+            for index, name in enumerate(self.ipmr.edge):
+                if not _interface_exists(name):
+                    problems.append(f"ipmr.edge[{index}]: interface {name!r} does not exist")
+        return problems
+
     def store_limits(self) -> Limits:
         return Limits(self.limits.max_vteps_per_vni, self.limits.max_groups_per_vni)
 
@@ -291,6 +370,14 @@ class AgentConfig(_Model):
         if not self.graceful_restart:
             return {}
         return {str(n.address): float(self.graceful_restart) for n in self.neighbors}
+
+
+def _interface_exists(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -5,7 +5,9 @@ router has 32 interfaces that can be VIFs, ``in0`` (a veth to the source namespa
 holds 10.1.0.2 and 10.1.1.1-100) and ``out1``..``out31`` (veths into the peer namespace),
 all up, rp_filter off, net.ipv4.igmp_max_memberships raised to 64 (see below). Every VIF and
 MFC entry belongs to the socket that ran MRT_INIT and goes with it, so each measurement
-starts from an empty table (checked) without a fresh namespace.
+starts from an empty table (checked) without a fresh namespace. Before measuring, and after
+removing the lab, the run waits until RTNL answers promptly (``bench.common.Lab.settle``), so
+no namespace tear-down falls into a measurement or into the next benchmark.
 
 Measured, median of 3 runs each:
 
@@ -39,42 +41,34 @@ driver's socket joins 224.0.0.22 once per edge interface). About 17 s.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import cProfile
 import gc
-import io
 import json
 import logging
 import os
-import pstats
-import secrets
 import select
-import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import PREFIX, Lab, inside, med, print_profile, runs, setup_run, sh
 from ipmr import structs
 from ipmr.driver import IpmrDriver, IpmrSettings, parse_static_route
 from ipmr.mfc import StaticRoute
 from ipmr.mrt import MrtSocket
 from tests.netns import netlab
-from tests.netns.netlab import inside
 from tests.netns.smcroute import Smcroute, smcroute_available
 
-PREFIX = "eiab"  # evpn-ir-agent bench; every namespace of this script starts with it
 RUNS = 3
 ROUTES = 10_000
 OUTS = 31  # out1..out31, plus in0: 32 VIFs (MAXVIFS)
@@ -87,39 +81,29 @@ UPCALL_RCVBUF = 16 << 20  # the kernel doubles it: 32 MiB; one queued upcall tak
 IGMP_MAX = 64  # net.ipv4.igmp_max_memberships in the router namespace (default 20)
 BURST_IDLE_S = 0.5  # a burst ends when the sender is done and no upcall came for this long
 BURST_TIMEOUT_S = 20.0
-SETTLE_PROBE_S, SETTLE_QUIET, SETTLE_TIMEOUT_S = 0.002, 20, 30.0
-
-
-def sh(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, input=stdin, check=True, text=True, capture_output=True)
 
 
 # --------------------------------------------------------------------------- lab
 
 
-@dataclass
-class Lab:
-    """Router, source and peer namespaces; removed by ``close`` (in a ``finally``)."""
-
-    tag: str = field(default_factory=lambda: secrets.token_hex(3))
-    namespaces: list[str] = field(default_factory=list)
+class RouterLab(Lab):
+    """Router, source and peer namespaces for the whole run."""
 
     @property
     def rtr(self) -> str:
-        return f"{PREFIX}{self.tag}r"
+        return self.name("r")
 
     @property
     def src(self) -> str:
-        return f"{PREFIX}{self.tag}s"
+        return self.name("s")
 
     @property
     def peer(self) -> str:
-        return f"{PREFIX}{self.tag}p"
+        return self.name("p")
 
     def build(self) -> None:
-        for name in (self.rtr, self.src, self.peer):
-            sh(["ip", "netns", "add", name])
-            self.namespaces.append(name)
+        for suffix in "rsp":
+            self.add(suffix)
         rtr = ["link set lo up", f"link add in0 type veth peer name src0 netns {self.src}"]
         rtr += [f"link add out{n} type veth peer name o{n} netns {self.peer}" for n in range(1, OUTS + 1)]
         rtr += [f"link set {name} up" for name in IFACES]
@@ -139,14 +123,6 @@ class Lab:
         """A socket joins at most net.ipv4.igmp_max_memberships groups (20); the driver joins
         224.0.0.22 on every edge interface with its MRT socket, so 32 edges need more."""
         sh(["ip", "netns", "exec", self.rtr, "sysctl", "-qw", f"net.ipv4.igmp_max_memberships={IGMP_MAX}"])
-
-    def close(self) -> None:
-        for name in list(self.namespaces):
-            for pid in sh(["ip", "netns", "pids", name]).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-            self.namespaces.remove(name)
 
 
 def mr_cache() -> tuple[int, int]:
@@ -179,28 +155,6 @@ def vif_socket() -> MrtSocket:
     for vif, name in enumerate(IFACES):
         sock.add_vif(vif, socket.if_nametoindex(name), name)
     return sock
-
-
-def settle(lab: Lab) -> float:
-    """Seconds until MRT_ADD_MFC answers promptly SETTLE_QUIET times in a row. It takes the
-    RTNL lock, which the kernel holds for long stretches while tearing down a namespace
-    (one of an earlier run, say), so such a tear-down must not fall into a measurement."""
-    source, group = IPv4Address("10.99.0.1"), IPv4Address("239.99.0.1")
-    start = time.perf_counter()
-    with inside(lab.rtr):
-        sock = MrtSocket(4)
-        try:
-            sock.add_vif(0, socket.if_nametoindex("in0"), "in0")
-            quiet = 0
-            while quiet < SETTLE_QUIET and time.perf_counter() - start < SETTLE_TIMEOUT_S:
-                t = time.perf_counter()
-                sock.add_mfc(source, group, 0, ())
-                sock.del_mfc(source, group, 0)
-                quiet = quiet + 1 if time.perf_counter() - t < SETTLE_PROBE_S else 0
-                time.sleep(0.01)
-        finally:
-            sock.close()
-    return time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------- inputs
@@ -266,7 +220,7 @@ print(json.dumps({"t0": t0, "t1": t1, "sent": len(plan) - errors, "errors": erro
 class Sender:
     """The sender process in the source namespace, ready to go once constructed."""
 
-    def __init__(self, lab: Lab, shape: str) -> None:
+    def __init__(self, lab: RouterLab, shape: str) -> None:
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", lab.src, sys.executable, "-c", SENDER],
             stdin=subprocess.PIPE,
@@ -311,7 +265,7 @@ class Sender:
 
 
 @contextlib.contextmanager
-def sending(lab: Lab, shape: str) -> Iterator[Sender]:
+def sending(lab: RouterLab, shape: str) -> Iterator[Sender]:
     sender = Sender(lab, shape)
     try:
         yield sender
@@ -343,7 +297,7 @@ def timed_start(driver: IpmrDriver) -> tuple[float, float | None, list[str]]:
     return elapsed, (sum(spent) if spent else None), messages
 
 
-def run_driver_routes(lab: Lab, routes: list[StaticRoute]) -> dict[str, Any]:
+def run_driver_routes(lab: RouterLab, routes: list[StaticRoute]) -> dict[str, Any]:
     with inside(lab.rtr):
         if mr_cache() != (0, 0):
             raise RuntimeError(f"router MFC not empty before the run: {mr_cache()}")
@@ -380,7 +334,7 @@ def run_driver_routes(lab: Lab, routes: list[StaticRoute]) -> dict[str, Any]:
     }
 
 
-def run_raw(lab: Lab, routes: list[StaticRoute]) -> dict[str, Any]:
+def run_raw(lab: RouterLab, routes: list[StaticRoute]) -> dict[str, Any]:
     vif = {name: n for n, name in enumerate(IFACES)}
     args = [
         (IPv4Address(r.source), IPv4Address(r.group), vif[r.iif], sorted(vif[o] for o in r.oifs))
@@ -415,7 +369,7 @@ def run_raw(lab: Lab, routes: list[StaticRoute]) -> dict[str, Any]:
     return {"add_mfc_s": add_mfc_s, "setsockopt_s": setsockopt_s}
 
 
-def run_smcroute(lab: Lab, config: str, workdir: Path, n: int) -> dict[str, Any]:
+def run_smcroute(lab: RouterLab, config: str, workdir: Path, n: int) -> dict[str, Any]:
     helper_lab = netlab.Lab(workdir)  # only for the helper's list of pids to kill
     smc = Smcroute(helper_lab, lab.rtr, workdir / f"smcroute{n}", loglevel="notice")
     try:
@@ -433,7 +387,7 @@ def run_smcroute(lab: Lab, config: str, workdir: Path, n: int) -> dict[str, Any]
     return {"smcroute_s": elapsed}
 
 
-def listen_errors(lab: Lab) -> list[str]:
+def listen_errors(lab: RouterLab) -> list[str]:
     """What start() reports with the namespace's default igmp_max_memberships (20)."""
     quiet = logging.getLogger("evpn.ipmr")
     level = quiet.level
@@ -451,7 +405,7 @@ def listen_errors(lab: Lab) -> list[str]:
 
 
 def burst(
-    lab: Lab, shape: str, rcvbuf: int | None, profile: cProfile.Profile | None = None
+    lab: RouterLab, shape: str, rcvbuf: int | None, profile: cProfile.Profile | None = None
 ) -> dict[str, Any]:
     """One packet per flow from the sender against a driver with the 32 VIFs and no routes."""
     with inside(lab.rtr), sending(lab, shape) as sender:
@@ -525,7 +479,7 @@ def _mfcctl_for(upcall: bytes) -> bytes:
     return _MFCCTL.pack(src, dst, vif, bytes(32), 0, 0, 0, 0)
 
 
-def minimal_resolver(lab: Lab, shape: str) -> dict[str, Any]:
+def minimal_resolver(lab: RouterLab, shape: str) -> dict[str, Any]:
     """The same burst against the least a Python resolver does: recv, unpack, pack, setsockopt."""
     mfcctl, igmpmsg = _MFCCTL, _IGMPMSG
     no_oifs = bytes(32)
@@ -570,7 +524,7 @@ def minimal_resolver(lab: Lab, shape: str) -> dict[str, Any]:
     }
 
 
-def kernel_queue(lab: Lab, rcvbuf: int | None) -> dict[str, Any]:
+def kernel_queue(lab: RouterLab, rcvbuf: int | None) -> dict[str, Any]:
     """The 1 x 10,000 burst at an MRT socket that never reads: what does the kernel keep?"""
     with inside(lab.rtr), sending(lab, "1x10000") as sender:
         sock = vif_socket()
@@ -614,17 +568,7 @@ def kernel_queue(lab: Lab, rcvbuf: int | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- profiles
 
 
-def print_profile(prof: cProfile.Profile, what: str, lines: int = 14) -> None:
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(lines)
-    rows = [line for line in out.getvalue().splitlines() if line.strip()]
-    print(f"--- cProfile: {what}, by own time ({rows[0].strip()})")
-    for line in rows[1:]:
-        if "Ordered by" not in line and "List reduced" not in line:
-            print(line)
-
-
-def profile_all(lab: Lab, routes: list[StaticRoute]) -> None:
+def profile_all(lab: RouterLab, routes: list[StaticRoute]) -> None:
     with inside(lab.rtr):
         driver = IpmrDriver(IpmrSettings(edge=IFACES, routes=tuple(routes)))
         prof = cProfile.Profile()
@@ -644,28 +588,15 @@ def profile_all(lab: Lab, routes: list[StaticRoute]) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def med(rows: list[dict[str, Any]], key: str) -> float:
-    return float(statistics.median(r[key] for r in rows))
-
-
-def runs(rows: list[dict[str, Any]], key: str) -> str:
-    return ", ".join(f"{r[key]:.3f}" for r in rows)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--profile", action="store_true", help="also print cProfiles of start and bursts")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root: the benchmark builds network namespaces")
+    args = setup_run(__doc__, "also print cProfiles of start and bursts")
     if not smcroute_available():
         sys.exit("smcroute is not installed (make setup)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below still runs
 
     wall = time.perf_counter()
     routes = static_routes()
     config = smcroute_config(routes)
-    lab = Lab()
+    lab = RouterLab()
     drv: list[dict[str, Any]] = []
     raw: list[dict[str, Any]] = []
     smc: list[dict[str, Any]] = []
@@ -675,8 +606,8 @@ def main() -> None:
         lab.build()
         once["listen_errors"] = listen_errors(lab)
         lab.raise_igmp_memberships()
-        once["settle_s"] = settle(lab)
-        with tempfile.TemporaryDirectory(prefix="eiab-") as tmpdir:
+        once["settle_s"] = lab.settle()
+        with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-") as tmpdir:
             for n in range(RUNS):
                 drv.append(run_driver_routes(lab, routes))
                 raw.append(run_raw(lab, routes))
@@ -690,11 +621,7 @@ def main() -> None:
         if args.profile:
             profile_all(lab, routes)
     finally:
-        lab.close()
-        names = sh(["ip", "netns", "list"]).stdout.split()
-        leftovers = [n for n in names if n.startswith(PREFIX + lab.tag)]
-        if leftovers:
-            print(f"WARNING: namespaces left behind: {leftovers}", file=sys.stderr)
+        once["settle_after_s"] = lab.close()
 
     for shape, rows in up.items():
         for r in rows:
@@ -779,7 +706,10 @@ def main() -> None:
         f"start() with the default net.ipv4.igmp_max_memberships (20): {len(errs)} error lines"
         + (f", e.g. {errs[0]!r}; the figures above use {IGMP_MAX}" if errs else "")
     )
-    print(f"whole run: {time.perf_counter() - wall:.1f} s")
+    print(
+        f"whole run: {time.perf_counter() - wall:.1f} s, of which waiting for namespace tear-down"
+        f" {once['settle_after_s']:.1f} s after"
+    )
     out: dict[str, Any] = {
         k: (round(v) if k.endswith("per_s") else round(v, 4 if k.endswith("_s") else 2))
         for k, v in res.items()

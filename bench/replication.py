@@ -27,26 +27,17 @@ failure. Last line: JSON result.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import cProfile
-import ctypes
 import gc
-import io
 import json
 import os
-import pstats
-import secrets
-import signal
-import socket
-import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -54,43 +45,31 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.store import RemoteImet, RemoteSmet, Store
-from replication.kernel import NetlinkSocket, RouteKernel
+from bench.common import PREFIX, Lab, inside, med, print_profile, runs, setup_run, sh
+from replication.kernel import RouteKernel
 from replication.reconciler import PassReport, Reconciler, Settings, VniPorts
 
-PREFIX = "eiab"  # evpn-ir-agent bench; every namespace of this script starts with it
 VNIS, VTEPS, GROUPS = 50, 200, 200
 RUNS = 3
 LOCAL = "10.0.0.1"
 PEER = "10.255.0.1"
-CLONE_NEWNET = 0x40000000
-RTM_NEWLINK, NLM_F_REQUEST, NLM_F_ACK, IFF_UP = 16, 1, 4, 1
-SETTLE_PROBE_S, SETTLE_QUIET, SETTLE_TIMEOUT_S = 0.002, 20, 30.0
 FDB_WANTED = VNIS * VTEPS
 MDB_WANTED = VNIS * GROUPS + 2 * VNIS  # groups + the 0.0.0.0 and :: catch-alls of each VNI
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def sh(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, input=stdin, check=True, text=True, capture_output=True)
 
 
 # --------------------------------------------------------------------------- namespaces
 
 
 @dataclass
-class Lab:
-    tag: str = field(default_factory=lambda: secrets.token_hex(3))
-    namespaces: list[str] = field(default_factory=list)
+class VxlanLab(Lab):
+    """A fresh namespace per measurement, so every one starts from an empty kernel."""
+
     count: int = 0
-    probe: str | None = None
 
     def fresh(self) -> str:
         """A new namespace with the 50 bridges and VXLAN devices, all up."""
         self.count += 1
-        name = f"{PREFIX}{self.tag}n{self.count}"
-        sh(["ip", "netns", "add", name])
-        self.namespaces.append(name)
+        name = self.add(f"n{self.count}")
         lines = ["link set lo up", f"addr add {LOCAL}/32 dev lo"]
         for n in range(1, VNIS + 1):
             lines += [
@@ -102,75 +81,6 @@ class Lab:
             ]
         sh(["ip", "-n", name, "-batch", "-"], "\n".join(lines) + "\n")
         return name
-
-    def drop(self, name: str) -> None:
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-        if name in self.namespaces:
-            self.namespaces.remove(name)
-
-    def close(self) -> None:
-        """Delete the namespaces; the kernel then tears them down in the background."""
-        for name in list(self.namespaces):
-            self.drop(name)
-
-
-class Probe:
-    """Times an idempotent RTNL write (``link set lo up``) in a namespace of its own.
-
-    Deleting a namespace holding 100 devices returns at once, but the kernel then holds the
-    RTNL lock for about a second tearing it down; any netlink write (ours, ``bridge``'s)
-    waits meanwhile. ``settle`` waits until the write answers promptly again, so neither a
-    previous run nor this one's clean-up falls into a measurement.
-    """
-
-    def __init__(self, lab: Lab) -> None:
-        self.name = f"{PREFIX}{lab.tag}probe"
-        sh(["ip", "netns", "add", self.name])
-        lab.probe = self.name
-        with inside(self.name):
-            self._nl = NetlinkSocket()  # stays in the probe namespace after we leave it
-            self._lo = socket.if_nametoindex("lo")
-
-    def once(self) -> float:
-        seq = self._nl.next_seq()
-        body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, self._lo, IFF_UP, IFF_UP)
-        message = struct.pack("=IHHII", 16 + len(body), RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
-        start = time.perf_counter()
-        ack = self._nl.transact([(seq, message)]).get(seq)
-        elapsed = time.perf_counter() - start
-        if ack is None or ack.errno:
-            raise RuntimeError(f"probe write refused: {ack}")
-        return elapsed
-
-    def settle(self) -> float:
-        """Seconds waited until SETTLE_QUIET probes in a row answer within SETTLE_PROBE_S."""
-        start = time.perf_counter()
-        quiet = 0
-        while quiet < SETTLE_QUIET and time.perf_counter() - start < SETTLE_TIMEOUT_S:
-            quiet = quiet + 1 if self.once() < SETTLE_PROBE_S else 0
-            time.sleep(0.01)
-        return time.perf_counter() - start
-
-    def close(self) -> None:
-        self._nl.close()
-
-
-@contextlib.contextmanager
-def inside(name: str) -> Iterator[None]:
-    """Move this (single-threaded) process into the namespace; sockets and children follow."""
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {name}")
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back to the original namespace")
-    finally:
-        os.close(target)
-        os.close(home)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -242,9 +152,9 @@ def check(report: PassReport, what: str, added: int, removed: int = 0) -> None:
 
 def timed(fn: Callable[[], PassReport]) -> tuple[float, PassReport]:
     gc.collect()
-    start = time.perf_counter()
+    began = time.perf_counter()
     report = fn()
-    return time.perf_counter() - start, report
+    return time.perf_counter() - began, report
 
 
 # --------------------------------------------------------------------------- runs
@@ -257,21 +167,29 @@ class Stores:
     flood: Store
 
 
-def run_full(lab: Lab, stores: Stores, tmp: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def reconciling(lab: VxlanLab, stores: Stores, tmp: Path) -> Iterator[tuple[Reconciler, RouteKernel, float]]:
+    """Inside a fresh namespace, a reconciler past its set-up pass (device look-up, router ports,
+    the catch-alls), which the measurements leave out: it, its kernel, the set-up pass's seconds."""
     ns = lab.fresh()
     with inside(ns):
         kernel = RouteKernel()
         try:
             rec = Reconciler(kernel, ports(), Settings(journal=tmp / f"{ns}.json"))
-            setup_s, r0 = timed(lambda: rec.reconcile(stores.empty))
-            check(r0, "set-up pass", 2 * VNIS)
-            reconcile_s, r1 = timed(lambda: rec.reconcile(stores.full))
-            check(r1, "full pass", FDB_WANTED + VNIS * GROUPS)
-            noop_s, r2 = timed(lambda: rec.reconcile(stores.full))
-            check(r2, "no-op pass", 0)
-            counts = kernel_counts(kernel)
+            setup_s, report = timed(lambda: rec.reconcile(stores.empty))
+            check(report, "set-up pass", 2 * VNIS)
+            yield rec, kernel, setup_s
         finally:
             kernel.close()
+
+
+def run_full(lab: VxlanLab, stores: Stores, tmp: Path) -> dict[str, Any]:
+    with reconciling(lab, stores, tmp) as (rec, kernel, setup_s):
+        reconcile_s, r1 = timed(lambda: rec.reconcile(stores.full))
+        check(r1, "full pass", FDB_WANTED + VNIS * GROUPS)
+        noop_s, r2 = timed(lambda: rec.reconcile(stores.full))
+        check(r2, "no-op pass", 0)
+        counts = kernel_counts(kernel)
     return {
         "setup_s": setup_s,
         "reconcile_s": reconcile_s,
@@ -282,85 +200,53 @@ def run_full(lab: Lab, stores: Stores, tmp: Path) -> dict[str, Any]:
     }
 
 
-def run_fdb_then_mdb(lab: Lab, stores: Stores, tmp: Path) -> dict[str, Any]:
-    ns = lab.fresh()
+def run_fdb_then_mdb(lab: VxlanLab, stores: Stores, tmp: Path) -> dict[str, Any]:
     store = make_store(imet=True, smet=False)  # SMETs added below, so a private copy
-    with inside(ns):
-        kernel = RouteKernel()
-        try:
-            rec = Reconciler(kernel, ports(), Settings(journal=tmp / f"{ns}.json"))
-            setup_s, r0 = timed(lambda: rec.reconcile(stores.empty))
-            check(r0, "set-up pass", 2 * VNIS)
-            fdb_s, r1 = timed(lambda: rec.reconcile(store))
-            check(r1, "flood-only pass", FDB_WANTED)
-            fdb_count = kernel_counts(kernel)["fdb_show"]
-            add_smets(store)
-            mdb_s, r2 = timed(lambda: rec.reconcile(store))
-            check(r2, "MDB pass", VNIS * GROUPS)
-        finally:
-            kernel.close()
+    with reconciling(lab, stores, tmp) as (rec, kernel, setup_s):
+        fdb_s, r1 = timed(lambda: rec.reconcile(store))
+        check(r1, "flood-only pass", FDB_WANTED)
+        fdb_count = kernel_counts(kernel)["fdb_show"]
+        add_smets(store)
+        mdb_s, r2 = timed(lambda: rec.reconcile(store))
+        check(r2, "MDB pass", VNIS * GROUPS)
     return {"setup_s": setup_s, "reconcile_fdb_s": fdb_s, "mdb_s": mdb_s, "fdb_show": fdb_count}
 
 
-def run_bridge(lab: Lab, batch: Path) -> dict[str, Any]:
+def run_bridge(lab: VxlanLab, batch: Path) -> dict[str, Any]:
     ns = lab.fresh()
     with inside(ns):
         gc.collect()
-        start = time.perf_counter()
+        began = time.perf_counter()
         subprocess.run(["bridge", "-batch", str(batch)], check=True, capture_output=True)
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - began
         fdb_count = sum(" dst " in line for line in sh(["bridge", "fdb", "show"]).stdout.splitlines())
     return {"bridge_batch_s": elapsed, "fdb_show": fdb_count}
 
 
-def profile(lab: Lab, stores: Stores, tmp: Path) -> None:
+def profile(lab: VxlanLab, stores: Stores, tmp: Path) -> None:
     """cProfile of one flood-only pass from empty and one no-op pass over the same store."""
-    ns = lab.fresh()
-    with inside(ns):
-        kernel = RouteKernel()
-        try:
-            rec = Reconciler(kernel, ports(), Settings(journal=tmp / f"{ns}-profile.json"))
-            rec.reconcile(stores.empty)
-            for what in ("flood-only pass from empty", "no-op pass over the flood entries"):
-                prof = cProfile.Profile()
-                prof.enable()
-                rec.reconcile(stores.flood)
-                prof.disable()
-                out = io.StringIO()
-                pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
-                lines = [line for line in out.getvalue().splitlines() if line.strip()]
-                print(f"--- cProfile: {what}, by own time ({lines[0].strip()})")
-                for line in lines[1:]:
-                    if "Ordered by" not in line and "List reduced" not in line:
-                        print(line)
-        finally:
-            kernel.close()
-
-
-def med(rows: list[dict[str, Any]], key: str) -> float:
-    return float(statistics.median(r[key] for r in rows))
+    with reconciling(lab, stores, tmp) as (rec, _kernel, _setup_s):
+        for what in ("flood-only pass from empty", "no-op pass over the flood entries"):
+            prof = cProfile.Profile()
+            prof.enable()
+            rec.reconcile(stores.flood)
+            prof.disable()
+            print_profile(prof, what, lines=12)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--profile", action="store_true", help="also print a cProfile of the passes")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root: the benchmark builds network namespaces")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below still runs
+    args = setup_run(__doc__, "also print a cProfile of the passes")
 
     stores = Stores(Store(), make_store(imet=True, smet=True), make_store(imet=True, smet=False))
-    lab = Lab()
+    lab = VxlanLab()
     full: list[dict[str, Any]] = []
     split: list[dict[str, Any]] = []
     bridge: list[dict[str, Any]] = []
     wall = time.perf_counter()
-    probe: Probe | None = None
     settled = {"before_s": 0.0, "after_s": 0.0}
     try:
-        probe = Probe(lab)
-        settled["before_s"] = probe.settle()
-        with tempfile.TemporaryDirectory(prefix="eiab-") as tmpdir:
+        settled["before_s"] = lab.settle()
+        with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-") as tmpdir:
             tmp = Path(tmpdir)
             batch = batch_file(tmp / "fdb.batch")
             for _ in range(RUNS):
@@ -370,18 +256,7 @@ def main() -> None:
             if args.profile:
                 profile(lab, stores, tmp)
     finally:
-        lab.close()
-        try:
-            if probe is not None:
-                settled["after_s"] = probe.settle()
-                probe.close()
-        finally:
-            if lab.probe is not None:
-                lab.drop(lab.probe)
-            names = sh(["ip", "netns", "list"]).stdout.split()
-            leftovers = [n for n in names if n.startswith(PREFIX + lab.tag)]
-            if leftovers:
-                print(f"WARNING: namespaces left behind: {leftovers}", file=sys.stderr)
+        settled["after_s"] = lab.close()
 
     counts = full[-1]["counts"]
     for what, got in (
@@ -426,8 +301,8 @@ def main() -> None:
         ("no-op pass (20,100 entries present)", "noop_s"),
         ("bridge -batch, 10k fdb append", "bridge_batch_s"),
     ):
-        runs = [r[key] for r in (*full, *split, *bridge) if key in r]
-        print(f"{label:<44} {result[key]:7.3f} s   (runs: {', '.join(f'{v:.3f}' for v in runs)})")
+        rows = [r for r in (*full, *split, *bridge) if key in r]
+        print(f"{label:<44} {result[key]:7.3f} s   (runs: {runs(rows, key)})")
     print(f"ratio reconcile_fdb_s / bridge_batch_s: {result['ratio']:.2f} (target <= 2.0)")
     print(f"ratio_all reconcile_s / bridge_batch_s: {result['ratio_all']:.2f}")
     print(f"no-op pass report: {full[-1]['noop_report']}  (target < 0.2 s)")

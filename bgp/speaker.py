@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,9 @@ class ExabgpProcess:
     _pending: deque[asyncio.Future[bool]] = field(default_factory=deque, init=False)
     _connected: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     connections: int = field(default=0, init=False)
+    on_connect: Callable[[int], None] | None = None
+    """Called with the connection count each time the API process (re)connects: from the
+    second one on, ExaBGP restarted it and the agent resyncs (route refresh)."""
 
     @property
     def socket_path(self) -> Path:
@@ -92,6 +96,8 @@ class ExabgpProcess:
         self.connections += 1
         self._fail_pending()
         self._connected.set()
+        if self.on_connect is not None:
+            self.on_connect(self.connections)
         try:
             while True:
                 raw = await reader.readline()

@@ -285,6 +285,10 @@ class IpmrDriver:
                         messages.append(f"cannot steer {name} to multicast table {table}: {exc}")
         self._mrules = wanted
 
+    def interface_names(self) -> dict[int, str]:
+        """ifindex -> name of the interfaces with VIFs."""
+        return {index: name for name, index in self._ifindex.items()}
+
     def budget(self) -> dict[str, Any]:
         return {f"ipv{f}": b.report() for f, b in self._budget.items()}
 

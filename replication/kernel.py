@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Final, Protocol, TypeAlias
 
-from bgp.evpn import IPAddress
 from replication.model import FdbEntry, MdbEntry
 from replication.netlink import (
     NLM_F_ACK,
@@ -208,7 +207,6 @@ class Kernel(Protocol):
     def dump_mdb(self) -> list[MdbRecord]: ...
     def write(self, ops: Sequence[Op], ifindexes: Mapping[str, int], protocol: int) -> list[Ack | None]: ...
     def set_router_port(self, ifindex: int) -> Ack | None: ...
-    def set_querier(self, bridge: str, address: IPAddress) -> None: ...
 
 
 class RouteKernel:
@@ -288,17 +286,6 @@ class RouteKernel:
     def set_router_port(self, ifindex: int) -> Ack | None:
         seq = self._nl.next_seq()
         return self._nl.transact([(seq, brport_router_message(seq, ifindex, 2))]).get(seq)
-
-    def set_querier(self, bridge: str, address: IPAddress) -> None:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        with IPRoute() as ipr:
-            index = ipr.link_lookup(ifname=bridge)[0]
-            prefix = 32 if address.version == 4 else 128
-            with contextlib.suppress(NetlinkError):  # EEXIST: already there
-                ipr.addr("add", index=index, address=str(address), prefixlen=prefix)
-            ipr.link("set", index=index, kind="bridge", br_mcast_querier=1, br_mcast_query_use_ifaddr=1)
 
 
 def _empty_marker(payload: bytes) -> MdbRecord:

@@ -20,7 +20,7 @@ Two forms of per-group state exist (DESIGN §6):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final, Literal, NamedTuple, Protocol, TypeAlias, TypeVar
@@ -35,6 +35,7 @@ __all__ = [
     "FdbEntry",
     "MdbEntry",
     "Mode",
+    "StoreSnapshot",
     "StoreView",
     "WrongFamily",
     "desired_flood",
@@ -99,6 +100,45 @@ class StoreView(Protocol):
     def all_multicast(self, vni: int, version: int) -> frozenset[IPAddress]: ...
     def receivers(self, vni: int, source: IPAddress | None, group: IPAddress) -> frozenset[IPAddress]: ...
     def remote_groups(self, vni: int) -> frozenset[tuple[IPAddress | None, IPAddress]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSnapshot:
+    """A frozen copy of what replication reads for some VNIs.
+
+    The store belongs to the daemon's event loop; a reconcile pass runs in a worker thread so
+    kernel I/O never stalls BGP. The loop takes this snapshot (cheap: plain sets) and hands it
+    over, so the thread never reads a store that is being changed.
+    """
+
+    flood: Mapping[int, frozenset[IPAddress]]
+    all_mc: Mapping[tuple[int, int], frozenset[IPAddress]]
+    groups: Mapping[int, frozenset[tuple[IPAddress | None, IPAddress]]]
+    receivers_of: Mapping[tuple[int, IPAddress | None, IPAddress], frozenset[IPAddress]]
+
+    @classmethod
+    def of(cls, store: StoreView, vnis: Iterable[int]) -> StoreSnapshot:
+        flood, all_mc, groups, receivers_of = {}, {}, {}, {}
+        for vni in vnis:
+            flood[vni] = store.flood_list(vni)
+            all_mc[(vni, 4)] = store.all_multicast(vni, 4)
+            all_mc[(vni, 6)] = store.all_multicast(vni, 6)
+            groups[vni] = store.remote_groups(vni)
+            for source, group in groups[vni]:
+                receivers_of[(vni, source, group)] = store.receivers(vni, source, group)
+        return cls(flood, all_mc, groups, receivers_of)
+
+    def flood_list(self, vni: int) -> frozenset[IPAddress]:
+        return self.flood.get(vni, frozenset())
+
+    def all_multicast(self, vni: int, version: int) -> frozenset[IPAddress]:
+        return self.all_mc.get((vni, version), frozenset())
+
+    def receivers(self, vni: int, source: IPAddress | None, group: IPAddress) -> frozenset[IPAddress]:
+        return self.receivers_of.get((vni, source, group), frozenset())
+
+    def remote_groups(self, vni: int) -> frozenset[tuple[IPAddress | None, IPAddress]]:
+        return self.groups.get(vni, frozenset())
 
 
 def _reachable(

@@ -1,7 +1,7 @@
 """Level-triggered head-end replication: store -> desired entries -> diff vs kernel -> batches.
 
 One pass: make sure each configured VNI's devices exist and are set up (VXLAN port as a
-permanent multicast-router port, optional querier address), dump the FDB of each VXLAN
+permanent multicast-router port), dump the FDB of each VXLAN
 device and the MDB, compute what the store wants, and write only the difference, adds
 before deletes so forwarding for unchanged and moving entries never stops. Nothing is
 flushed, at start-up included: a restart only removes what is stale.
@@ -59,7 +59,8 @@ DEFAULT_PROTOCOL = 232
 
 @dataclass(frozen=True, slots=True)
 class VniPorts:
-    """Configured devices of one VNI; ``querier`` makes the bridge query from that address."""
+    """Configured devices of one VNI; ``querier`` (the bridge's querier address) is applied by
+    the daemon's bridge set-up (``agent.localjoins.setup_bridge``), not here."""
 
     vni: int
     bridge: str
@@ -174,19 +175,34 @@ class Reconciler:
     def devices(self) -> dict[int, Device]:
         return dict(self._devices)
 
+    def set_vnis(self, vnis: Sequence[VniPorts], settings: Settings | None = None) -> None:
+        """Reload: manage these VNIs from the next pass on (a dropped VNI's entries stay put)."""
+        self._vnis = {v.vni: v for v in vnis}
+        for vni in [v for v in self._devices if v not in self._vnis]:
+            del self._devices[vni]
+        if settings is not None:
+            self._settings = settings
+
     def next_retry(self) -> float | None:
         """When a deferred write becomes due; the daemon schedules a pass for then."""
         return min((b.retry_at for b in self._backoff.values()), default=None)
 
-    def reconcile(self, store: StoreView, vnis: Iterable[int] | None = None) -> PassReport:
-        """One pass over ``vnis`` (default: all configured VNIs)."""
+    def reconcile(
+        self, store: StoreView, vnis: Iterable[int] | None = None, hold_deletes: bool = False
+    ) -> PassReport:
+        """One pass over ``vnis`` (default: all configured VNIs).
+
+        ``hold_deletes``: add what is missing but remove nothing yet (counted as deferred).
+        The daemon holds deletes after a restart until BGP has re-learned the fabric, so
+        entries the kernel kept keep forwarding instead of being swept by an empty store.
+        """
         started = time.perf_counter()
         state = _Pass()
         wanted = self._vnis.keys() if vnis is None else [v for v in vnis if v in self._vnis]
         try:
             devices = [d for d in (self._device(vni, state) for vni in sorted(wanted)) if d is not None]
             if devices:
-                self._sync(store, devices, state)
+                self._sync(store, devices, state, hold_deletes)
         except KernelError as exc:
             state.errors.append(f"replication pass aborted: {exc}; the next pass re-reads the kernel")
         for line in state.errors:
@@ -242,13 +258,6 @@ class Reconciler:
                     f"vni {vni}: cannot make {ports.vxlan} a permanent multicast router port of "
                     f"{ports.bridge}: {_ack_text(ack)}"
                 )
-            if ports.querier is not None:
-                try:
-                    self._kernel.set_querier(ports.bridge, ports.querier)
-                except Exception as exc:  # pyroute2 raises its own errors; report, keep going
-                    state.errors.append(
-                        f"vni {vni}: cannot set querier {ports.querier} on {ports.bridge}: {exc}"
-                    )
         device = Device(vni, link.name, ports.bridge, link.family)
         self._devices[vni] = device
         self._ifindex[link.name] = link.ifindex
@@ -257,7 +266,7 @@ class Reconciler:
 
     # ----------------------------------------------------------------- the pass
 
-    def _sync(self, store: StoreView, devices: list[Device], state: _Pass) -> None:
+    def _sync(self, store: StoreView, devices: list[Device], state: _Pass, hold_deletes: bool) -> None:
         protocol = self._settings.protocol
         ifindex_to_name = {self._ifindex[d.name]: d.name for d in devices}
         mdb_records = self._kernel.dump_mdb()
@@ -317,8 +326,11 @@ class Reconciler:
         add_mdb, del_mdb = plan(want_mdb, present_mdb, owned_mdb)
         ops: list[Op] = [(True, e) for e in add_fdb]
         ops += [(True, e) for e in add_mdb]
-        ops += [(False, e) for e in del_fdb]
-        ops += [(False, e) for e in del_mdb]
+        if hold_deletes:
+            state.deferred += len(del_fdb) + len(del_mdb)
+        else:
+            ops += [(False, e) for e in del_fdb]
+            ops += [(False, e) for e in del_mdb]
         ops = self._due(ops, state)
         names = set(ifindex_to_name.values())
         # Journal entries of devices outside this pass stay as they are.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import ipaddress
 import os
 import secrets
@@ -16,7 +15,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -132,31 +131,8 @@ class Frr:
 
 # --------------------------------------------------------------------------- in-process netns
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def inside(netns: str) -> Iterator[None]:
-    """Run the calling thread inside ``netns`` (sockets opened here stay bound to it)."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
-        os.close(target)
-
+# One implementation for tests and benchmarks: entering a namespace from a thread.
+from bench.common import inside  # noqa: E402 (re-exported for the tests)
 
 # --------------------------------------------------------------------------- VXLAN capture
 
@@ -260,3 +236,42 @@ class Capture:
         self._stop.set()
         self._thread.join(timeout=2)
         self._sock.close()
+
+
+# --------------------------------------------------------------------------- MQTT broker
+
+
+@dataclass
+class Broker:
+    """``mosquitto -c CONF`` inside ``netns``, listening on 127.0.0.1:``port``."""
+
+    lab: Lab
+    netns: str
+    workdir: Path
+    port: int = 1883
+    extra: str = "allow_anonymous true\n"
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            f"user root\npersistence false\nlog_dest stderr\nlog_type all\n"
+            f"listener {self.port} 127.0.0.1\n{self.extra}"
+        )
+        with (self.workdir / "mosquitto.log").open("ab") as out:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.netns, "mosquitto", "-c", str(conf)], stdout=out, stderr=out
+            )
+        self.lab.pids.append(self.proc.pid)
+        poll(lambda: self.listening() or self.proc.poll() is not None, 5, 0.01, "mosquitto listening")  # type: ignore[union-attr]
+        assert self.proc.poll() is None, (self.workdir / "mosquitto.log").read_text()
+
+    def listening(self) -> bool:
+        with inside(self.netns), socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.lab.pids.remove(self.proc.pid)

@@ -589,3 +589,32 @@ def test_the_svi_gets_a_group_while_a_remote_vtep_wants_it_and_edge_joins_reach_
         for cap in caps.values():
             cap.close()
         sh(f"ip -n {rtr} link del br100", check=False)
+
+
+def test_without_the_capabilities_start_up_fails_with_one_clear_line(edge: Edge) -> None:
+    out = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            edge.ns["rtr"],
+            "setpriv",
+            "--inh-caps=-all",
+            "--bounding-set=-net_admin,-net_raw",
+            sys.executable,
+            "-m",
+            "ipmr",
+            "--edge",
+            "e1",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        timeout=30,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "python -m ipmr: cannot open a raw socket for IPv4 multicast routing table default: EPERM: Operation "
+        "not permitted: the agent needs CAP_NET_RAW and CAP_NET_ADMIN (run it as root)"
+    )

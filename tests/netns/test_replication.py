@@ -468,34 +468,3 @@ def test_without_cap_net_admin_the_errors_say_eperm(fabric: Fabric, tmp_path: Pa
     assert event["failed"] >= 1
     assert any("EPERM" in line and "vxlan100" in line for line in event["errors"])
     assert DEFAULT_PROTOCOL == 232
-
-
-def test_a_configured_querier_queries_from_its_address(fabric: Fabric, tmp_path: Path) -> None:
-    fabric.reset_a()
-    a, h1 = fabric.ns["a"], fabric.ns["h1"]
-    with inside(h1):
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-        sock.bind(("eth0", 0))
-    sock.settimeout(0.2)
-    ports = [VniPorts(100, "br100", "vxlan100", querier=ip("10.100.0.1"))]
-    try:
-        with inside(a):
-            rec = Reconciler(RouteKernel(), ports, Settings(journal=tmp_path / "j.json"))
-        assert not fabric.reconcile(rec, fabric_store()).errors
-        details = sh(f"ip -n {a} -d link show br100").stdout
-        assert "mcast_querier 1" in details and "mcast_query_use_ifaddr 1" in details
-        assert "10.100.0.1/32" in sh(f"ip -n {a} addr show br100").stdout
-
-        def query_from_querier() -> bool:
-            try:
-                frame = sock.recv(2048)
-            except TimeoutError:
-                return False
-            # IPv4, protocol IGMP (2), source 10.100.0.1, IGMP type 0x11 (membership query)
-            ihl = (frame[14] & 0x0F) * 4
-            return frame[23] == 2 and frame[26:30] == bytes([10, 100, 0, 1]) and frame[14 + ihl] == 0x11
-
-        poll(query_from_querier, 15, interval=0, what="an IGMP query from 10.100.0.1 on h1")
-    finally:
-        sock.close()
-        sh(f"ip -n {a} link set br100 type bridge mcast_querier 0")

@@ -567,13 +567,6 @@ def test_vxlan_outside_bridge_is_reported_but_programmed() -> None:
     assert kernel.fdb_entries("vx100") == SAMPLE_FDB
 
 
-def test_querier_is_configured_on_the_bridge() -> None:
-    kernel = kernel_with(VNI100)
-    ports = VniPorts(100, "br100", "vx100", querier=ip_address("192.0.2.1"))
-    Reconciler(kernel, [ports]).reconcile(Store())
-    assert kernel.queriers == [("br100", ip_address("192.0.2.1"))]
-
-
 def test_recreated_device_is_set_up_and_programmed_again() -> None:
     kernel = kernel_with(VNI100)
     rec = Reconciler(kernel, [VNI100])

@@ -1,0 +1,105 @@
+"""The control socket: one JSON request per line in, one JSON answer per line out.
+
+A Unix socket (mode 0600 by default, so only root asks) that ``evpnctl`` talks to. Requests
+are ``{"show": "groups"}``; answers are ``{"ok": true, "result": ...}`` or ``{"ok": false,
+"error": "one line"}``. The server side is asyncio and answers from the daemon's loop, so a
+view always sees a consistent store; the client side is a few blocking lines for the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ControlError", "ask", "serve"]
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+_MAX_REQUEST = 64 * 1024
+
+
+class ControlError(Exception):
+    """The agent could not be asked or refused: one line for the user."""
+
+
+async def serve(path: Path, handler: Handler, mode: int = 0o600) -> asyncio.AbstractServer:
+    """Listen on ``path`` (a stale socket file from a dead agent is replaced)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        if _alive(path):
+            raise ControlError(f"another agent is already answering on {path}")
+        path.unlink()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while raw := await reader.readline():
+                answer: dict[str, Any]
+                try:
+                    request = json.loads(raw)
+                    if not isinstance(request, dict):
+                        raise ValueError("a request is a JSON object")
+                    answer = {"ok": True, "result": await handler(request)}
+                except (ValueError, KeyError, TypeError) as exc:
+                    answer = {"ok": False, "error": str(exc).strip("'\"") or type(exc).__name__}
+                writer.write(json.dumps(answer, default=str).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_unix_server(client, path=str(path), limit=_MAX_REQUEST)
+    os.chmod(path, mode)
+    return server
+
+
+def _alive(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            return False
+
+
+def ask(path: Path, request: dict[str, Any], timeout: float = 10.0) -> Any:
+    """Send one request and return its result; ControlError with one line otherwise."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(str(path))
+        except FileNotFoundError:
+            raise ControlError(f"the agent is not running (no control socket at {path})") from None
+        except ConnectionRefusedError:
+            raise ControlError(f"the agent is not running (nobody answers on {path})") from None
+        except PermissionError:
+            raise ControlError(f"permission denied on {path}: run evpnctl as root") from None
+        except OSError as exc:
+            raise ControlError(f"cannot reach the agent at {path}: {exc.strerror}") from None
+        try:
+            s.sendall(json.dumps(request).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+        except TimeoutError:
+            raise ControlError(f"the agent at {path} did not answer within {timeout:g}s") from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise ControlError(f"the agent at {path} closed the connection") from None
+            raise ControlError(f"talking to the agent at {path}: {exc.strerror}") from None
+    with contextlib.suppress(ValueError):
+        answer = json.loads(buf)
+        if isinstance(answer, dict) and answer.get("ok"):
+            return answer.get("result")
+        if isinstance(answer, dict):
+            raise ControlError(str(answer.get("error", "the agent refused the request")))
+    raise ControlError(f"the agent at {path} sent an answer that is not JSON")
