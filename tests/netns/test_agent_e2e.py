@@ -536,3 +536,41 @@ def test_an_unreachable_broker_leaves_the_agent_running_and_sigterm_stops_it_cle
         out.stderr.strip()
         == f"evpnctl: the agent is not running (no control socket at {workdir}/control.sock)"
     )
+
+
+def test_sighup_applies_vni_changes_without_restarting_bgp(fabric: Fabric) -> None:
+    leaf3 = fabric.agents[3]
+    exabgp = (fabric.workdir / "leaf3" / "exabgp.pid").read_text()
+    fabric.write_config(3, vnis=[])  # leaf3 drops VNI 100
+    leaf3.send_signal(signal.SIGHUP)
+    poll(
+        lambda: (
+            [v["vteps"] for v in fabric.show(1, "flood") if v["vni"] == 100]  # type: ignore[union-attr]
+            == [[{"vtep": VTEP[2], "igmp_proxy": True, "mld_proxy": True}]]
+        ),
+        30,
+        what="leaf3 gone from the flood list",
+    )
+    fabric.write_config(3)
+    leaf3.send_signal(signal.SIGHUP)
+    poll(
+        lambda: len(next(v for v in fabric.show(1, "flood") if v["vni"] == 100)["vteps"]) == 2,
+        30,  # type: ignore[union-attr]
+        what="leaf3 back in the flood list",
+    )
+    assert (fabric.workdir / "leaf3" / "exabgp.pid").read_text() == exabgp, "ExaBGP was restarted"
+    assert all(p["state"] == "up" for p in fabric.show(3, "peers"))  # type: ignore[union-attr]
+    assert leaf3.poll() is None
+
+
+def test_a_restarted_api_process_resyncs_with_a_route_refresh(fabric: Fabric) -> None:
+    """ExaBGP respawns its API process (the relay); the agent asks its peers to resend."""
+    before = fabric.show(2, "summary")
+    sh(f"ip netns exec {fabric.leaf(2)} pkill -f '[b]gp[.]relay'")
+    poll(lambda: "restarted the API process" in fabric.log(2), 30, what="leaf2 noticing the new API process")
+    poll(
+        lambda: fabric.show(2, "summary")["flood_entries"] == before["flood_entries"],
+        30,  # type: ignore[index]
+        what="leaf2's flood list after the refresh",
+    )
+    assert all(p["state"] == "up" for p in fabric.show(2, "peers"))  # type: ignore[union-attr]
