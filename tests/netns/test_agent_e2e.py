@@ -574,3 +574,24 @@ def test_a_restarted_api_process_resyncs_with_a_route_refresh(fabric: Fabric) ->
         what="leaf2's flood list after the refresh",
     )
     assert all(p["state"] == "up" for p in fabric.show(2, "peers"))  # type: ignore[union-attr]
+
+
+def test_broadcast_still_reaches_every_leaf(fabric: Fabric) -> None:
+    """ARP from h1 for h3 is broadcast: the flood list takes it to leaf2 and leaf3 alike."""
+
+    def arp(frame: bytes) -> object:
+        from tests.netns.netlab import parse_vxlan
+
+        inner = parse_vxlan(frame)
+        return (
+            inner if inner is not None and not inner.group and inner.payload[12:14] == b"\x08\x06" else None
+        )
+
+    caps = {n: Capture(fabric.leaf(n), "eth0", arp) for n in (2, 3)}  # type: ignore[arg-type]
+    try:
+        sh(f"ip -n {fabric.ns['h1']} neigh flush all")
+        sh(f"ip netns exec {fabric.ns['h1']} ping -c 1 -W 2 {HOST[3]}")
+        poll(lambda: all(c.packets for c in caps.values()), 10, what="h1's ARP request at leaf2 and leaf3")
+    finally:
+        for cap in caps.values():
+            cap.close()

@@ -719,3 +719,17 @@ def test_a_forced_mode_is_logged_and_mdb_without_kernel_support_is_an_error(
     assert any(
         "replication.mode is mdb but the kernel shows no VXLAN MDB on vx100" in e for e in report.errors
     )
+
+
+def test_held_deletes_keep_stale_entries_until_released() -> None:
+    """After a restart the store starts empty: adds go in, deletes wait for convergence."""
+    kernel = kernel_with(VNI100)
+    store = sample_store()
+    Reconciler(kernel, [VNI100]).reconcile(store)
+    programmed = (kernel.fdb_entries("vx100"), set(kernel.mdb_entries("vx100")))
+    restarted = Reconciler(kernel, [VNI100])  # the MDB entries carry our protocol: ours
+    held = restarted.reconcile(Store(), hold_deletes=True)
+    assert held.removed == 0 and held.deferred > 0
+    assert set(kernel.mdb_entries("vx100")) >= programmed[1]
+    released = restarted.reconcile(Store())
+    assert released.removed == held.deferred
