@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import errno
 import json
+import logging
 import os
 import socket
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ __all__ = ["ControlError", "ask", "serve"]
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 _MAX_REQUEST = 64 * 1024
+log = logging.getLogger("evpn.control")
 
 
 class ControlError(Exception):
@@ -30,8 +33,13 @@ class ControlError(Exception):
 
 async def serve(path: Path, handler: Handler, mode: int = 0o600) -> asyncio.AbstractServer:
     """Listen on ``path`` (a stale socket file from a dead agent is replaced)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ControlError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ControlError(f"{path} exists and is not a socket; not replacing it")
         if _alive(path):
             raise ControlError(f"another agent is already answering on {path}")
         path.unlink()
@@ -46,15 +54,29 @@ async def serve(path: Path, handler: Handler, mode: int = 0o600) -> asyncio.Abst
                         raise ValueError("a request is a JSON object")
                     answer = {"ok": True, "result": await handler(request)}
                 except (ValueError, KeyError, TypeError) as exc:
-                    answer = {"ok": False, "error": str(exc).strip("'\"") or type(exc).__name__}
+                    text = " ".join(str(exc).split()).strip("'\"")
+                    answer = {"ok": False, "error": text or type(exc).__name__}
+                except Exception as exc:  # a bug in a view: answer it, keep serving
+                    log.exception("control request %r failed", raw[:200])
+                    answer = {"ok": False, "error": " ".join(f"internal error: {exc}".split())}
                 writer.write(json.dumps(answer, default=str).encode() + b"\n")
                 await writer.drain()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+        except (asyncio.LimitOverrunError, ValueError):  # a line over the limit
+            with contextlib.suppress(ConnectionError):
+                writer.write(json.dumps({"ok": False, "error": "request too long"}).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
             pass
         finally:
             writer.close()
 
-    server = await asyncio.start_unix_server(client, path=str(path), limit=_MAX_REQUEST)
+    old_umask = os.umask(0o177)  # the socket is born 0600: no window for other users
+    try:
+        server = await asyncio.start_unix_server(client, path=str(path), limit=_MAX_REQUEST)
+    except OSError as exc:
+        raise ControlError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old_umask)
     os.chmod(path, mode)
     return server
 
@@ -81,7 +103,7 @@ def ask(path: Path, request: dict[str, Any], timeout: float = 10.0) -> Any:
         except PermissionError:
             raise ControlError(f"permission denied on {path}: run evpnctl as root") from None
         except OSError as exc:
-            raise ControlError(f"cannot reach the agent at {path}: {exc.strerror}") from None
+            raise ControlError(f"cannot reach the agent at {path}: {exc.strerror or exc}") from None
         try:
             s.sendall(json.dumps(request).encode() + b"\n")
             buf = b""
@@ -95,7 +117,7 @@ def ask(path: Path, request: dict[str, Any], timeout: float = 10.0) -> Any:
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 raise ControlError(f"the agent at {path} closed the connection") from None
-            raise ControlError(f"talking to the agent at {path}: {exc.strerror}") from None
+            raise ControlError(f"talking to the agent at {path}: {exc.strerror or exc}") from None
     with contextlib.suppress(ValueError):
         answer = json.loads(buf)
         if isinstance(answer, dict) and answer.get("ok"):

@@ -65,7 +65,7 @@ def summary(s: Snapshot) -> dict[str, Any]:
         "uptime": round(s.uptime, 1),
         "peers": {"up": sum(1 for p in s.peers.values() if p.get("state") == "up"), "total": len(s.peers)},
         "paths": store.path_count(),
-        "vnis": len(s.vnis),
+        "vnis": len(s.vnis),  # configured VNIs
         "flood_entries": sum(len(store.flood_list(v)) for v in vnis),
         "remote_groups": sum(len(store.remote_groups(v)) for v in vnis),
         "local_groups": sum(len(store.local_groups(v)) for v in vnis),
@@ -134,7 +134,6 @@ def groups(s: Snapshot) -> list[dict[str, Any]]:
                     "flood": flood_size,
                 }
             )
-    # Groups wanted by nobody specific still go to the all-multicast VTEPs (the catch-all).
     return out
 
 
@@ -251,7 +250,22 @@ def render(name: str, data: Any) -> str:
             [(p["peer"], p.get("state", ""), p["paths"], p.get("reason", "")) for p in data],
         )
     if name == "mroutes":
-        return "\n".join(r["line"] if isinstance(r, dict) and "line" in r else str(r) for r in data)
+        return _table(
+            ["FAMILY", "TABLE", "SOURCE", "GROUP", "IIF", "OIFS", "PACKETS", "WRONG-IF"],
+            [
+                (
+                    r["family"],
+                    r["table"],
+                    r["source"],
+                    r["group"],
+                    r["iif"] if r["iif"] is not None else "-",
+                    ", ".join(map(str, r["oifs"])) or "-",
+                    r["packets"],
+                    r["wrong_if"],
+                )
+                for r in data
+            ],
+        )
     if name == "vifs":
         rows = [
             (
