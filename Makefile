@@ -1,5 +1,5 @@
 # The README's commands. Every target that runs code first runs the idempotent setup step.
-.PHONY: setup test lint typecheck unit netns bench clean
+.PHONY: setup test lint typecheck unit netns bench clean demo
 
 VENV := .venv/bin
 PYTEST_ARGS ?=
@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 lint: setup
-	$(VENV)/ruff check agent bgp replication ipmr tests bench
+	$(VENV)/ruff check agent bgp replication ipmr tests bench scripts
 
 typecheck: setup
 	$(VENV)/mypy
@@ -29,3 +29,6 @@ bench: setup
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+demo: setup
+	$(VENV)/python scripts/demo.py
