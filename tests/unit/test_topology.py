@@ -112,7 +112,7 @@ def test_every_link_endpoint_names_a_defined_node_and_a_short_unique_interface(t
 
 def test_interfaces_created_by_the_setup_scripts_have_valid_names() -> None:
     names = set()
-    for script in CLAB.glob("*/setup.sh"):
+    for script in [*CLAB.glob("*/setup.sh"), *CLAB.glob("common/*.sh")]:
         names |= set(re.findall(r"ip link add (\S+)", script.read_text()))
     assert names == {"br100", "vxlan100"}
     assert all(len(name) <= IFNAMSIZ for name in names)
