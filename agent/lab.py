@@ -900,11 +900,16 @@ class Lab:
                 self._run_exec_line(node, index, line)
 
     def _start_keeper(self, node: Node) -> tuple[int, int]:
-        spec = {
-            "hostname": node.name[:64],
-            "binds": [[b.src, b.dst, b.readonly] for b in node.binds],
-        }
         root = str(Path(__file__).resolve().parent.parent)
+        binds: list[tuple[str | None, str, bool]] = [(b.src, b.dst, b.readonly) for b in node.binds]
+        # The project and its interpreter must stay visible in the node even when they live
+        # under /tmp or /run (a CI clone in /tmp), which become private tmpfs mounts there.
+        for keep in sorted({root, sys.prefix, os.path.dirname(os.path.abspath(sys.executable))}):
+            if any(keep == p or keep.startswith(p + "/") for p in ("/tmp", "/run")) and not any(
+                keep == d or keep.startswith(d + "/") for _s, d, _r in binds
+            ):
+                binds.insert(0, (keep, keep, True))
+        spec = {"hostname": node.name[:64], "binds": [list(b) for b in binds]}
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         argv = ["ip", "netns", "exec", self.topology.netns(node.name), sys.executable, "-m", "agent.lab"]
