@@ -45,6 +45,7 @@ __all__ = ["EXIT_CONFIG", "EXIT_CONFLICT", "EXIT_OK", "EXIT_START", "Agent"]
 
 log = logging.getLogger("evpn.agent")
 
+EOR_GRACE = 5.0  # seconds a session must be up before its peer counts as sent without End-of-RIB
 EXIT_OK = 0
 EXIT_CONFIG = 2  # the config is invalid, or names devices that do not exist
 EXIT_START = 3  # a part could not start (ExaBGP, control socket)
@@ -101,6 +102,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._eor: set[str] = set()
+        self._up_since: dict[str, float] = {}
         self._tasks: list[asyncio.Task[Any]] = []
 
     # ----------------------------------------------------------------- change fan-out
@@ -139,6 +141,9 @@ class Agent:
         if isinstance(event, PeerState):
             if event.state == "down":
                 self._eor.discard(event.peer)
+                self._up_since.pop(event.peer, None)
+            elif event.state == "up":
+                self._up_since.setdefault(event.peer, time.monotonic())
             self._publish("peer", {"peer": event.peer, "state": event.state, "reason": event.reason})
             if self.publisher is not None:  # the retained summary follows session changes at once
                 self.publisher.state(view("summary", self.snapshot()))
@@ -157,9 +162,17 @@ class Agent:
             self._origination_due.set()
 
     def _converged(self) -> bool:
-        peers = {str(n.address) for n in self.config.neighbors}
-        hold = self.config.replication.startup_hold
-        return peers <= self._eor or time.monotonic() - self.started >= hold
+        """Every neighbor has sent End-of-RIB, or has been up for EOR_GRACE seconds (FRR sends
+        End-of-RIB only to peers that negotiated graceful restart), or the hold is over."""
+        now = time.monotonic()
+        if now - self.started >= self.config.replication.startup_hold:
+            return True
+        for n in self.config.neighbors:
+            peer = str(n.address)
+            since = self._up_since.get(peer)
+            if peer not in self._eor and (since is None or now - since < EOR_GRACE):
+                return False
+        return True
 
     def _publish(self, kind: str, payload: dict[str, Any]) -> None:
         if self.publisher is not None:
@@ -173,9 +186,8 @@ class Agent:
             retry = self.reconciler.next_retry()
             timeout = None if retry is None else max(0.05, retry - time.monotonic())
             held = not self._converged()
-            if held:  # wake up when the hold ends
-                remaining = self.config.replication.startup_hold - (time.monotonic() - self.started)
-                timeout = min(timeout or remaining, max(0.05, remaining))
+            if held:  # look again each second: the hold ends with End-of-RIB, grace or time
+                timeout = min(timeout or 1.0, 1.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout)
             self._kick.clear()

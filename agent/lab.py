@@ -1290,7 +1290,19 @@ def _build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("exec", parents=[topo], help="run a command in a node: exec NODE -- CMD...")
     ex.add_argument("node")
     ex.add_argument("cmd", nargs="*", help="command (after --); one word runs through sh -c")
+    inj = sub.add_parser(
+        "inject",
+        parents=[topo],
+        help="make an injector node announce/withdraw EVPN routes: inject NODE announce|withdraw evpn ...",
+    )
+    inj.add_argument("node")
+    inj.add_argument("words", nargs=argparse.REMAINDER, help="one launcher command (docs/exabgp-api.md)")
     return parser
+
+
+def inject(lab: Lab, node: str, words: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Have ``node`` (running ``python -m bgp.injector serve``) send one EVPN route command."""
+    return lab.exec(node, [sys.executable, "-m", "bgp.injector", "send", *words], check=False)
 
 
 def _down_by_name(name: str) -> int:
@@ -1341,6 +1353,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"lab {st.lab}: {'up' if st.up else 'not up'}" + ("" if st.state_file else " (no state file)")
             )
             return EXIT_OK if st.up else EXIT_NOT_UP
+        if args.command == "inject":
+            words = list(args.words)
+            if words[:1] == ["--"]:
+                words = words[1:]
+            if len(words) < 2 or (words[0] not in ("announce", "withdraw") and "announce" not in words):
+                raise LabError("inject NODE announce|withdraw evpn imet|smet ... (docs/exabgp-api.md)")
+            out = inject(lab, args.node, words)
+            print((out.stdout or out.stderr).strip(), file=sys.stdout if out.returncode == 0 else sys.stderr)
+            return out.returncode
         return _exec(lab, args.node, command if command is not None else args.cmd)
     except LabError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

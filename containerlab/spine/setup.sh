@@ -1,7 +1,7 @@
 #!/bin/sh
-# spine: underlay addresses and forwarding, then FRR (zebra + staticd). Run by the node's exec line.
+# spine (eth1-4: leaves, eth5: the injector): underlay addresses and forwarding, then FRR (zebra + staticd). Run by the node's exec line.
 set -eu
-for N in 1 2 3 4; do
+for N in 1 2 3 4 5; do
     ip addr add 10.1.$N.1/24 dev eth$N
     ip link set eth$N up
 done

@@ -76,7 +76,8 @@ def frr_flood_dsts(lab: Lab) -> set[str]:
 def group_entry(lab: Lab, node: str, group: str) -> dict[str, Any] | None:
     for entry in evpnctl(lab, node, "groups") or []:
         if entry["vni"] == 100 and entry["group"] == group and entry["source"] == "*":
-            return entry
+            found: dict[str, Any] = entry
+            return found
     return None
 
 
@@ -127,13 +128,15 @@ class Traffic:
     got: dict[str, int]  # host -> datagrams received
     sent: dict[str, int]  # sending host -> datagrams sent
     leaf3_copies: dict[str, Any]  # vxlan probe on leaf3 eth1 (incoming), G1
+    leaf3_control: dict[str, Any]  # the same for G2, which FRR floods to leaf3 too: the probe works
     groups_g1: dict[str, Any] | None  # leaf1's `show groups` entry for G1 while h1 sent
 
 
 def _json_of(proc: subprocess.Popen[str], what: str) -> dict[str, Any]:
     out, _ = proc.communicate(timeout=PROBE_SECONDS + 15)
     assert proc.returncode == 0, f"{what}: probe exited with {proc.returncode}"
-    return json.loads(out)
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -150,13 +153,18 @@ def traffic(fabric: Lab) -> Traffic:
     try:
         baseline = packet_sockets(lab, "leaf3")
         procs["leaf3"] = start("leaf3", "vxlan", "eth1", G1, str(PROBE_SECONDS), "in")
+        procs["leaf3-g2"] = start("leaf3", "vxlan", "eth1", G2, str(PROBE_SECONDS), "in")
         procs["h2"] = start("h2", "receive", G1, "eth1", str(PROBE_SECONDS))
         procs["h4"] = start("h4", "receive", G1, "eth1", str(PROBE_SECONDS))
         procs["h1"] = start("h1", "receive", G2, "eth1", str(PROBE_SECONDS))
         started = time.monotonic()
-        poll(lambda: packet_sockets(lab, "leaf3") > baseline, 10, 0.05, "leaf3's capture socket")
+        poll(lambda: packet_sockets(lab, "leaf3") >= baseline + 2, 10, 0.05, "leaf3's capture sockets")
         for host, group in (("h2", G1), ("h4", G1), ("h1", G2)):
-            poll(lambda h=host, g=group: host_joined(lab, h, g), 10, 0.05, f"{host} to join {group}")
+
+            def joined(host: str = host, group: str = group) -> bool:
+                return host_joined(lab, host, group)
+
+            poll(joined, 10, 0.05, f"{host} to join {group}")
         # The joins reached the leaves: h2's via SMET at leaf1, h4's in leaf4's snooping bridge,
         # h1's in leaf1's bridge (a member port eth2).
         poll(
@@ -183,7 +191,8 @@ def traffic(fabric: Lab) -> Traffic:
         )
         got = {h: _json_of(procs.pop(h), f"receive on {h}")["received"] for h in ("h1", "h2", "h4")}
         leaf3 = _json_of(procs.pop("leaf3"), "capture on leaf3")
-        return Traffic(got, sent, leaf3, groups_g1)
+        control = _json_of(procs.pop("leaf3-g2"), "control capture on leaf3")
+        return Traffic(got, sent, leaf3, control, groups_g1)
     finally:
         for proc in procs.values():
             proc.kill()
@@ -219,3 +228,6 @@ def test_leaf_without_receiver_gets_no_copy(traffic: Traffic) -> None:
     assert traffic.got["h2"] == traffic.sent["h1"] == COUNT, traffic
     assert traffic.got["h4"] == COUNT, traffic
     assert traffic.leaf3_copies["copies"] == 0, traffic.leaf3_copies
+    # Not a blind capture: FRR leaf4 floods h4's G2 stream to every VTEP, leaf3 included.
+    assert traffic.leaf3_control["copies"] == COUNT, traffic.leaf3_control
+    assert traffic.leaf3_control["by_dst"] == {"10.0.0.3": COUNT}, traffic.leaf3_control

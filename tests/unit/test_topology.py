@@ -82,7 +82,19 @@ def test_the_file_validates_against_containerlabs_schema(topo: dict[str, Any]) -
 
 def test_the_reference_scenario_is_all_there(topo: dict[str, Any]) -> None:
     assert topo["name"] == "evpn-ir-fabric"
-    assert set(nodes(topo)) == {"spine", "leaf1", "leaf2", "leaf3", "leaf4", "h1", "h2", "h3", "h4", "src"}
+    assert set(nodes(topo)) == {
+        "spine",
+        "leaf1",
+        "leaf2",
+        "leaf3",
+        "leaf4",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "src",
+        "inj",
+    }
     defaults = topo["topology"].get("defaults", {})
     for name, node in nodes(topo).items():
         assert node.get("kind", defaults.get("kind")) == "linux", name
@@ -90,7 +102,7 @@ def test_the_reference_scenario_is_all_there(topo: dict[str, Any]) -> None:
     links = {tuple(sorted(link["endpoints"])) for link in topo["topology"]["links"]}
     expected = {tuple(sorted([f"spine:eth{n}", f"leaf{n}:eth1"])) for n in range(1, 5)}
     expected |= {tuple(sorted([f"leaf{n}:eth2", f"h{n}:eth1"])) for n in range(1, 5)}
-    expected |= {("leaf1:eth3", "src:eth1")}
+    expected |= {("leaf1:eth3", "src:eth1"), ("inj:eth1", "spine:eth5")}
     assert links == expected
     assert (CLAB / "Dockerfile").is_file()
 
@@ -126,7 +138,9 @@ def test_every_agent_config_is_valid_and_matches_its_leaf(topo: dict[str, Any]) 
         cfg = parse_config(yaml.safe_load(path.read_text()), str(path))
         assert str(cfg.router_id) == str(cfg.local_vtep) == f"10.0.0.{n}"
         assert sorted(str(nb.address) for nb in cfg.neighbors) == [
-            f"10.0.0.{m}" for m in range(1, 5) if m != n
+            f"10.0.0.{m}"
+            for m in range(1, 6)
+            if m != n  # 10.0.0.5: the route injector
         ]
         assert all(nb.send_smet and nb.asn == cfg.asn == 65000 for nb in cfg.neighbors)
         assert [(v.vni, str(v.querier)) for v in cfg.vnis] == [(100, f"192.168.100.20{n}")]
@@ -168,5 +182,17 @@ def test_frr_nodes_have_their_configs(topo: dict[str, Any]) -> None:
 def test_evpn_lab_reads_the_file_when_it_is_there() -> None:
     lab = pytest.importorskip("agent.lab", reason="agent/lab.py is not there yet")
     topology = lab.load_topology(TOPOLOGY)
-    assert set(topology.nodes) == {"spine", "leaf1", "leaf2", "leaf3", "leaf4", "h1", "h2", "h3", "h4", "src"}
-    assert len(topology.links) == 9
+    assert set(topology.nodes) == {
+        "spine",
+        "leaf1",
+        "leaf2",
+        "leaf3",
+        "leaf4",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "src",
+        "inj",
+    }
+    assert len(topology.links) == 10
