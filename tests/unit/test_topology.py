@@ -26,6 +26,8 @@ IFNAMSIZ = 15  # the kernel's limit on interface names (16 with the NUL)
 
 
 @pytest.fixture(scope="module")
+NODES = {"spine", "leaf1", "leaf2", "leaf3", "leaf4", "h1", "h2", "h3", "h4", "src", "inj"}
+
 def topo() -> dict[str, Any]:
     data = yaml.safe_load(TOPOLOGY.read_text())
     assert isinstance(data, dict)
@@ -82,19 +84,7 @@ def test_the_file_validates_against_containerlabs_schema(topo: dict[str, Any]) -
 
 def test_the_reference_scenario_is_all_there(topo: dict[str, Any]) -> None:
     assert topo["name"] == "evpn-ir-fabric"
-    assert set(nodes(topo)) == {
-        "spine",
-        "leaf1",
-        "leaf2",
-        "leaf3",
-        "leaf4",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "src",
-        "inj",
-    }
+    assert set(nodes(topo)) == NODES
     defaults = topo["topology"].get("defaults", {})
     for name, node in nodes(topo).items():
         assert node.get("kind", defaults.get("kind")) == "linux", name
@@ -182,17 +172,5 @@ def test_frr_nodes_have_their_configs(topo: dict[str, Any]) -> None:
 def test_evpn_lab_reads_the_file_when_it_is_there() -> None:
     lab = pytest.importorskip("agent.lab", reason="agent/lab.py is not there yet")
     topology = lab.load_topology(TOPOLOGY)
-    assert set(topology.nodes) == {
-        "spine",
-        "leaf1",
-        "leaf2",
-        "leaf3",
-        "leaf4",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "src",
-        "inj",
-    }
+    assert set(topology.nodes) == NODES
     assert len(topology.links) == 10
