@@ -25,9 +25,10 @@ SCHEMA = Path("/work/shared/containerlab/clab.schema.json")
 IFNAMSIZ = 15  # the kernel's limit on interface names (16 with the NUL)
 
 
-@pytest.fixture(scope="module")
 NODES = {"spine", "leaf1", "leaf2", "leaf3", "leaf4", "h1", "h2", "h3", "h4", "src", "inj"}
 
+
+@pytest.fixture(scope="module")
 def topo() -> dict[str, Any]:
     data = yaml.safe_load(TOPOLOGY.read_text())
     assert isinstance(data, dict)
