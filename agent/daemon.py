@@ -235,7 +235,7 @@ class Agent:
             self.driver.tick()
             if time.monotonic() >= next_refresh:
                 next_refresh = time.monotonic() + 2.0
-                await asyncio.to_thread(self.driver.refresh)  # pyroute2 for mrules: not in the loop
+                self.driver.refresh()  # in the loop: it reads and writes the store
 
     async def _state_loop(self) -> None:
         while True:
@@ -342,8 +342,7 @@ class Agent:
         if cfg.ipmr.enabled:
             self.driver = IpmrDriver(cfg.ipmr_settings(), _StoreHook(self.store, self._changed))
             try:
-                # pyroute2 (mrules) cannot run inside a running event loop: a worker thread.
-                self.errors += await asyncio.to_thread(self.driver.start)
+                self.errors += self.driver.start()
             except MrtError as exc:
                 log.error("%s", exc)
                 print(f"evpn-agent: {exc}", file=sys.stderr)

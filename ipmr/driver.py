@@ -12,6 +12,7 @@ reports and leaves update the edge memberships and the store.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from bgp.evpn import IPAddress
 from ipmr import igmp, structs
@@ -47,6 +48,7 @@ from replication.kernel import NetlinkSocket
 __all__ = ["IpmrDriver", "IpmrSettings", "interface_problem"]
 
 log = logging.getLogger("evpn.ipmr")
+T = TypeVar("T")
 
 RT_TABLE_DEFAULT: Final = structs.RT_TABLE_DEFAULT
 SIOCGIFFLAGS: Final = 0x8913
@@ -269,6 +271,10 @@ class IpmrDriver:
             self._apply_mrules(wanted, messages)
 
     def _apply_mrules(self, wanted: set[tuple[int, str, int]], messages: list[str] | None = None) -> None:
+        _off_loop(self._write_mrules, wanted, messages)
+        self._mrules = wanted
+
+    def _write_mrules(self, wanted: set[tuple[int, str, int]], messages: list[str] | None) -> None:
         from pyroute2 import IPRoute
         from pyroute2.netlink.exceptions import NetlinkError
 
@@ -283,7 +289,6 @@ class IpmrDriver:
                 except NetlinkError as exc:
                     if exc.code != errno.EEXIST and messages is not None:
                         messages.append(f"cannot steer {name} to multicast table {table}: {exc}")
-        self._mrules = wanted
 
     def interface_names(self) -> dict[int, str]:
         """ifindex -> name of the interfaces with VIFs."""
@@ -616,7 +621,9 @@ class IpmrDriver:
         for route in self.settings.routes:
             if route.source is not None:
                 checks.add((route.source, route.iif))
-        return [p for source, iif in sorted(checks, key=str) if iif and (p := rpf_problem(source, iif))]
+        return [
+            p for source, iif in sorted(checks, key=str) if iif and (p := _off_loop(rpf_problem, source, iif))
+        ]
 
     # ----------------------------------------------------------------- a simple loop
 
@@ -634,6 +641,14 @@ class IpmrDriver:
             if self._clock() >= next_refresh:
                 next_refresh = self._clock() + refresh_every
                 self.refresh()
+
+
+def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` in a short-lived thread and wait: pyroute2's blocking API refuses to run in
+    a thread with a running asyncio loop (the daemon's), and a new thread inherits the
+    caller's network namespace."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def _rp_filter(ifname: str) -> int:
