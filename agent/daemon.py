@@ -103,6 +103,7 @@ class Agent:
         self._reload = asyncio.Event()
         self._eor: set[str] = set()
         self._up_since: dict[str, float] = {}
+        self._vni_by_bridge_before: dict[str, int] = {}
         self._tasks: list[asyncio.Task[Any]] = []
 
     # ----------------------------------------------------------------- change fan-out
@@ -412,7 +413,23 @@ class Agent:
         self._dirty = None
         self._kick.set()
         self._origination_due.set()
+        if {p.bridge for p in new.vni_ports()} != {p.bridge for p in old.vni_ports()}:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._rewatch()))
         log.info("reloaded %s", self.config_path)
+
+    async def _rewatch(self) -> None:
+        """After a reload that changed the VNIs: set up the new bridges and watch exactly the
+        configured ones; joins of bridges no longer watched leave the store."""
+        before: set[Any] = set()
+        old_vnis = dict(self._vni_by_bridge_before)
+        if self.watcher is not None:
+            asyncio.get_running_loop().remove_reader(self.watcher.fileno())
+            before = set(self.watcher.joins)
+            self.watcher.close()
+            self.watcher = None
+        after = await self._start_local_joins()
+        for join in before - after:
+            self._local(False, join, old_vnis.get(join.bridge))
 
     async def _shutdown(self, server: asyncio.AbstractServer) -> None:
         log.info("stopping: withdrawing routes")
@@ -438,7 +455,7 @@ class Agent:
 
     # ----------------------------------------------------------------- optional parts
 
-    async def _start_local_joins(self) -> None:
+    async def _start_local_joins(self) -> set[Any]:
         from agent.localjoins import MdbWatcher, bridge_problems, setup_bridge
 
         ports = self.config.vni_ports()
@@ -455,10 +472,12 @@ class Agent:
             joins = self.watcher.snapshot()
         except (OSError, KernelError) as exc:
             self.errors.append(f"cannot watch bridge multicast joins: {exc}")
-            return
+            return set()
+        self._vni_by_bridge_before = {p.bridge: p.vni for p in ports}
         for join in joins:
             self._local(True, join)
         asyncio.get_running_loop().add_reader(self.watcher.fileno(), self._local_events)
+        return set(joins)
 
     def _local_events(self) -> None:
         from agent.localjoins import MdbOverrunError
@@ -475,8 +494,9 @@ class Agent:
         for joined, join in events:
             self._local(joined, join)
 
-    def _local(self, joined: bool, join: Any) -> None:
-        vni = {p.bridge: p.vni for p in self.config.vni_ports()}.get(join.bridge)
+    def _local(self, joined: bool, join: Any, vni: int | None = None) -> None:
+        if vni is None:
+            vni = {p.bridge: p.vni for p in self.config.vni_ports()}.get(join.bridge)
         if vni is None:
             return
         if joined:
