@@ -15,7 +15,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -275,3 +275,44 @@ class Broker:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self.lab.pids.remove(self.proc.pid)
+
+
+# --------------------------------------------------------------------------- multicast streams
+
+
+@contextlib.contextmanager
+def streaming(
+    netns: str, group: str, source: str, interval: float = 0.01, ttl: int = 8, ifname: str = "eth0"
+) -> Iterator[list[int]]:
+    """A steady numbered UDP stream (``seq-NNNNNNN``) to ``group`` from ``source`` in ``netns``
+    while the block runs; yields the numbers sent. IPv4 or IPv6 after the group."""
+    sent: list[int] = []
+    stop = threading.Event()
+    with inside(netns):
+        if ":" in group:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex(ifname))
+            s.bind((source, 0))
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source))
+
+    def run() -> None:
+        n = 0
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                s.sendto(f"seq-{n:07d}".encode(), (group, 5000))
+                sent.append(n)
+            n += 1
+            time.sleep(interval)  # the stream's pace, not synchronisation
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield sent
+    finally:
+        stop.set()
+        thread.join(2)
+        s.close()

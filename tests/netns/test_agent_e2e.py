@@ -16,7 +16,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.netns import netlab
 from tests.netns.netlab import Broker, Capture, Lab, inside, parse_udp, poll, sh
 
 ROOT = Path(__file__).parents[2]
@@ -136,8 +136,9 @@ class Fabric:
         return json.loads(out.stdout)
 
 
-def _build(lab: Lab, workdir: Path) -> Fabric:
-    ns = {name: lab.ns(name) for name in ("spine", "leaf1", "leaf2", "leaf3", "h1", "h2", "h3", "src")}
+def underlay(lab: Lab, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Spine routing the leaves' VTEP loopbacks; br100/vxlan100 and a host on each leaf."""
+    ns = {name: lab.ns(name) for name in ("spine", "leaf1", "leaf2", "leaf3", "h1", "h2", "h3", *extra)}
     sh(f"ip netns exec {ns['spine']} sysctl -qw net.ipv4.ip_forward=1")
     for n in LEAVES:
         leaf = ns[f"leaf{n}"]
@@ -153,6 +154,11 @@ def _build(lab: Lab, workdir: Path) -> Fabric:
         sh(f"ip -n {leaf} link set vxlan100 up")
         sh(f"ip -n {leaf} link set br100 up")
         sh(f"ip netns exec {leaf} sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0")
+    return ns
+
+
+def _build(lab: Lab, workdir: Path) -> Fabric:
+    ns = underlay(lab, ("src",))
     # leaf1's routed edge port with a multicast source, and br100 as its SVI.
     lab.veth(ns["src"], "eth0", f"{SOURCE}/24", ns["leaf1"], "e1", "10.50.0.1/24")
     sh(f"ip -n {ns['leaf1']} addr add 192.168.100.254/24 dev br100")
@@ -223,32 +229,10 @@ def joined(netns: str, group: str = GROUP) -> Iterator[None]:
         s.close()
 
 
-@contextlib.contextmanager
-def streaming(netns: str, source: str, interval: float = 0.01, ttl: int = 8) -> Iterator[list[int]]:
-    sent: list[int] = []
-    stop = threading.Event()
-    with inside(netns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source))
-
-    def run() -> None:
-        for n in itertools.count():
-            if stop.is_set():
-                return
-            with contextlib.suppress(OSError):
-                s.sendto(f"seq-{n:07d}".encode(), (GROUP, 5000))
-                sent.append(n)
-            time.sleep(interval)  # the stream's pace, not synchronisation
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield sent
-    finally:
-        stop.set()
-        thread.join(2)
-        s.close()
+def streaming(
+    netns: str, source: str, interval: float = 0.01, ttl: int = 8
+) -> contextlib.AbstractContextManager[list[int]]:
+    return netlab.streaming(netns, GROUP, source, interval, ttl, ifname="eth0")
 
 
 def count(cap: Capture, prefix: bytes = b"seq-") -> int:

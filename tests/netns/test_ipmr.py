@@ -24,6 +24,7 @@ import pytest
 from agent.store import RemoteImet, RemoteSmet, Store
 from ipmr.driver import IpmrDriver, IpmrSettings, parse_static_route
 from ipmr.mrt import MrtError
+from tests.netns import netlab
 from tests.netns.netlab import Capture, Lab, inside, parse_udp, poll, sh
 from tests.netns.smcroute import Smcroute, mroute_show, smcroute_available
 
@@ -123,41 +124,10 @@ def joined(netns: str, family: int, group: str, ifname: str = "eth0") -> Iterato
         s.close()
 
 
-@contextlib.contextmanager
 def streaming(
     netns: str, family: int, group: str, interval: float = 0.01, source: str | None = None
-) -> Iterator[list[int]]:
-    """A steady numbered stream to ``group`` (TTL 8) from ``netns``; yields the sent numbers."""
-    sent: list[int] = []
-    stop = threading.Event()
-    with inside(netns):
-        if family == 4:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 8)
-            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source or SOURCE[4]))
-        else:
-            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 8)
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex("eth0"))
-            s.bind((source or SOURCE[6], 0))
-
-    def run() -> None:
-        for n in itertools.count():
-            if stop.is_set():
-                return
-            with contextlib.suppress(OSError):
-                s.sendto(f"seq-{n:07d}".encode(), (group, 5000))
-                sent.append(n)
-            time.sleep(interval)  # the stream's pace, not synchronisation
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield sent
-    finally:
-        stop.set()
-        thread.join(2)
-        s.close()
+) -> contextlib.AbstractContextManager[list[int]]:
+    return netlab.streaming(netns, group, source or SOURCE[family], interval)
 
 
 def count(cap: Capture) -> int:

@@ -29,6 +29,7 @@ from tests.netns.test_agent_e2e import (
     count,
     joined,
     streaming,
+    underlay,
 )
 
 pytestmark = pytest.mark.skipif(not frr_available(), reason="FRR (bgpd, vtysh) not installed")
@@ -82,24 +83,9 @@ def _reflector_conf() -> str:
 
 def _build(lab: Lab, workdir: Path) -> Underlay:
     """The e2e spine/leaf/host underlay without the IPMR edge, plus the reflector on the spine."""
-    ns = {name: lab.ns(name) for name in ("spine", "leaf1", "leaf2", "leaf3", "h1", "h2", "h3")}
+    ns = underlay(lab)
     spine = ns["spine"]
-    sh(f"ip netns exec {spine} sysctl -qw net.ipv4.ip_forward=1")
     sh(f"ip -n {spine} addr add {RR}/32 dev lo")
-    for n in LEAVES:
-        leaf = ns[f"leaf{n}"]
-        lab.veth(leaf, "eth0", f"10.1.{n}.2/24", spine, f"s{n}", f"10.1.{n}.1/24")
-        sh(f"ip -n {leaf} addr add {VTEP[n]}/32 dev lo")
-        sh(f"ip -n {leaf} route add default via 10.1.{n}.1")
-        sh(f"ip -n {spine} route add {VTEP[n]}/32 via 10.1.{n}.2")
-        sh(f"ip -n {leaf} link add vxlan100 type vxlan id 100 local {VTEP[n]} dstport 4789 nolearning")
-        sh(f"ip -n {leaf} link add br100 type bridge mcast_snooping 1")
-        sh(f"ip -n {leaf} link set vxlan100 master br100")
-        lab.veth(ns[f"h{n}"], "eth0", f"{HOST[n]}/24", leaf, "hp", "")
-        sh(f"ip -n {leaf} link set hp master br100")
-        sh(f"ip -n {leaf} link set vxlan100 up")
-        sh(f"ip -n {leaf} link set br100 up")
-        sh(f"ip netns exec {leaf} sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0")
     frr = workdir / "rr"
     frr.mkdir()
     os.chmod(frr, 0o777)
