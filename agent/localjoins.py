@@ -38,20 +38,18 @@ from ipaddress import IPv4Address
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
 from bgp.evpn import IPAddress
-from replication.kernel import SO_RCVBUFFORCE, SOL_NETLINK, NetlinkSocket
+from replication.kernel import SOL_NETLINK, NetlinkSocket, force_buffer
 from replication.netlink import (
     MDB_PERMANENT,
-    MDBA_MDB,
     MDBA_MDB_EATTR_DST,
     MDBA_MDB_EATTR_SOURCE,
-    MDBA_MDB_ENTRY,
-    MDBA_MDB_ENTRY_INFO,
     RTM_DELMDB,
     RTM_GETMDB,
     RTM_NEWMDB,
     Message,
     dump_request,
     iter_attrs,
+    iter_mdb_infos,
     iter_messages,
     parse_addr,
 )
@@ -94,7 +92,6 @@ IFLA_BR_MCAST_QUERIER_STATE: Final = 47
 BRIDGE_QUERIER_IP_OTHER_TIMER: Final = 3
 BRIDGE_QUERIER_IPV6_OTHER_TIMER: Final = 7
 
-_BR_PORT_MSG: Final = struct.Struct("=Bxxxi")  # family, ifindex
 _BR_MDB_ENTRY: Final = struct.Struct("=iBBH16s2s2x")  # ifindex, state, flags, vid, addr, proto (BE)
 _ETH_P_IP: Final = b"\x08\x00"
 _ETH_P_IPV6: Final = b"\x86\xdd"
@@ -208,27 +205,16 @@ def _parse_entry_info(device: int, info: bytes) -> BridgeMdbEntry | None:
 def parse_bridge_mdb(msg: Message) -> list[BridgeMdbEntry]:
     """An MDB dump reply or notification -> one entry per MDBA_MDB_ENTRY_INFO.
 
-    The layout is the one ``replication.netlink.parse_mdb`` walks (struct br_port_msg, then
-    MDBA_MDB > MDBA_MDB_ENTRY > MDBA_MDB_ENTRY_INFO = struct br_mdb_entry + MDBA_MDB_EATTR_*);
-    this walk also keeps the entry's state, flags and filter mode. Router-port messages
+    The nest walk is ``replication.netlink.iter_mdb_infos``, shared with ``parse_mdb``; this
+    parser of each struct br_mdb_entry + MDBA_MDB_EATTR_* also keeps the entry's state, flags
+    and filter mode. Router-port messages
     (MDBA_ROUTER) and malformed input give no entries; nothing here raises on bad bytes.
     """
-    if msg.kind not in _MDB_KINDS or len(msg.payload) < _BR_PORT_MSG.size:
-        return []
-    _family, device = _BR_PORT_MSG.unpack_from(msg.payload, 0)
-    out: list[BridgeMdbEntry] = []
-    for kind, mdb in iter_attrs(msg.payload, _BR_PORT_MSG.size):
-        if kind != MDBA_MDB:
-            continue
-        for kind2, entry in iter_attrs(mdb):
-            if kind2 != MDBA_MDB_ENTRY:
-                continue
-            for kind3, info in iter_attrs(entry):
-                if kind3 == MDBA_MDB_ENTRY_INFO:
-                    record = _parse_entry_info(device, info)
-                    if record is not None:
-                        out.append(record)
-    return out
+    return [
+        r
+        for device, info in iter_mdb_infos(msg, _MDB_KINDS)
+        if (r := _parse_entry_info(device, info)) is not None
+    ]
 
 
 # --------------------------------------------------------------------------- pure: mapping
@@ -368,10 +354,7 @@ def _subscribe(rcvbuf: int) -> socket.socket:
     """A non-blocking rtnetlink socket in the calling thread's namespace, in group RTNLGRP_MDB."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK, 0)
     try:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        force_buffer(sock, rcvbuf)
         sock.bind((0, 0))
         sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_MDB)
     except BaseException:

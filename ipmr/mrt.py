@@ -20,6 +20,7 @@ from typing import Final
 
 from bgp.evpn import IPAddress
 from ipmr import structs
+from replication.kernel import force_buffer
 
 __all__ = ["MrtError", "MrtSocket"]
 
@@ -31,7 +32,6 @@ _MREQN: Final = struct.Struct("=4s4si")  # group, local address, ifindex
 _ALL_V3_ROUTERS: Final = socket.inet_aton("224.0.0.22")
 _MLDV2_ROUTERS: Final = socket.inet_pton(socket.AF_INET6, "ff02::16")
 ICMP6_FILTER: Final = 1
-SO_RCVBUFFORCE: Final = 33
 # Let through only what the driver reads: MLD queries, reports and dones (upcalls bypass it).
 _MLD_TYPES: Final = (130, 131, 132, 143)
 
@@ -73,10 +73,7 @@ class MrtSocket:
         try:
             # Room for a burst of upcalls (~830 bytes each): the default 208 KiB holds ~250,
             # and an upcall dropped here drops its packet and delays the route.
-            try:
-                self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
-            except PermissionError:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            force_buffer(self._sock, 8 << 20)
             if family == 6:
                 self._sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, _icmp6_filter(_MLD_TYPES))
                 self._sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)

@@ -61,6 +61,16 @@ _SNDBUF: Final = 4 << 20
 _DUMP_RETRIES: Final = 5
 
 
+def force_buffer(sock: socket.socket, size: int, send: bool = False) -> None:
+    """Set a socket's receive (or send) buffer past rmem_max/wmem_max with CAP_NET_ADMIN,
+    falling back to the capped option without it."""
+    forced, plain = (SO_SNDBUFFORCE, socket.SO_SNDBUF) if send else (SO_RCVBUFFORCE, socket.SO_RCVBUF)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, forced, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
 class KernelError(Exception):
     """A netlink request or dump failed as a whole (not one entry: those come back as Acks)."""
 
@@ -73,14 +83,8 @@ class NetlinkSocket:
         for option in (NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK):
             with contextlib.suppress(OSError):  # older kernels: plain acks, unfiltered dumps
                 self._sock.setsockopt(SOL_NETLINK, option, 1)
-        for option, size, fallback in (
-            (SO_RCVBUFFORCE, _RCVBUF, socket.SO_RCVBUF),
-            (SO_SNDBUFFORCE, _SNDBUF, socket.SO_SNDBUF),
-        ):
-            try:
-                self._sock.setsockopt(socket.SOL_SOCKET, option, size)
-            except PermissionError:
-                self._sock.setsockopt(socket.SOL_SOCKET, fallback, size)
+        force_buffer(self._sock, _RCVBUF)
+        force_buffer(self._sock, _SNDBUF, send=True)
         self._sock.bind((0, 0))
         self._seq = itertools.count(1)
         self._buf = bytearray(1 << 20)

@@ -13,7 +13,7 @@ kernel's error/ack messages including the extended-ack text.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
@@ -44,6 +44,7 @@ __all__ = [
     "brport_router_message",
     "dump_request",
     "fdb_message",
+    "iter_mdb_infos",
     "iter_messages",
     "mdb_message",
     "pack_attr",
@@ -382,12 +383,17 @@ def _parse_mdb_info(device: int, info: bytes) -> MdbRecord | None:
     return MdbRecord(device, port, source, group, dst, protocol, plain)
 
 
-def parse_mdb(msg: Message) -> list[MdbRecord]:
-    """RTM_NEWMDB (dump reply or notification) -> one record per remote/port entry."""
-    if msg.kind not in (RTM_NEWMDB, RTM_DELMDB) or len(msg.payload) < _BR_PORT_MSG.size:
-        return []
+def iter_mdb_infos(
+    msg: Message, kinds: Iterable[int] = (RTM_NEWMDB, RTM_DELMDB)
+) -> Iterator[tuple[int, bytes]]:
+    """(device ifindex, MDBA_MDB_ENTRY_INFO payload) of each entry of an MDB message.
+
+    The one walk of br_port_msg > MDBA_MDB > MDBA_MDB_ENTRY > MDBA_MDB_ENTRY_INFO, for the VXLAN
+    MDB here and for the bridge's own MDB (agent.localjoins); malformed input yields nothing.
+    """
+    if msg.kind not in kinds or len(msg.payload) < _BR_PORT_MSG.size:
+        return
     _family, device = _BR_PORT_MSG.unpack_from(msg.payload, 0)
-    out: list[MdbRecord] = []
     for kind, mdb in iter_attrs(msg.payload, _BR_PORT_MSG.size):
         if kind != MDBA_MDB:
             continue
@@ -396,7 +402,9 @@ def parse_mdb(msg: Message) -> list[MdbRecord]:
                 continue
             for kind3, info in iter_attrs(entry):
                 if kind3 == MDBA_MDB_ENTRY_INFO:
-                    record = _parse_mdb_info(device, info)
-                    if record is not None:
-                        out.append(record)
-    return out
+                    yield device, info
+
+
+def parse_mdb(msg: Message) -> list[MdbRecord]:
+    """RTM_NEWMDB (dump reply or notification) -> one record per remote/port entry."""
+    return [r for device, info in iter_mdb_infos(msg) if (r := _parse_mdb_info(device, info)) is not None]
