@@ -63,7 +63,7 @@ class BgpSide:
                 self.peer_states[event.peer] = event.state
             change = self.intake.apply(event, self.clock())
             self.on_event(event)
-            if change:
+            if change or change.rejected is not None:  # a refusal changes nothing but is reported
                 self.on_change(change)
 
     async def sync_origination(

@@ -1,6 +1,7 @@
 """The control socket: one JSON request per line in, one JSON answer per line out.
 
-A Unix socket (mode 0600 by default, so only root asks) that ``evpnctl`` talks to. Requests
+A Unix socket (mode 0600 by default, so only root asks) that ``evpnctl`` talks to; the caller's
+uid is checked as well (SO_PEERCRED), so a loosened file mode does not open it to everyone. Requests
 are ``{"show": "groups"}``; answers are ``{"ok": true, "result": ...}`` or ``{"ok": false,
 "error": "one line"}``. The server side is asyncio and answers from the daemon's loop, so a
 view always sees a consistent store; the client side is a few blocking lines for the CLI.
@@ -16,6 +17,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,22 @@ class ControlError(Exception):
     """The agent could not be asked or refused: one line for the user."""
 
 
-async def serve(path: Path, handler: Handler, mode: int = 0o600) -> asyncio.AbstractServer:
-    """Listen on ``path`` (a stale socket file from a dead agent is replaced)."""
+def peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    """The uid of the process that connected (SO_PEERCRED, recorded by the kernel at connect)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+async def serve(
+    path: Path, handler: Handler, mode: int = 0o600, allowed_uids: frozenset[int] | None = None
+) -> asyncio.AbstractServer:
+    """Listen on ``path`` (a stale socket file from a dead agent is replaced). Only root and
+    the agent's own uid (or ``allowed_uids``) are answered, whatever the file mode."""
+    allowed = allowed_uids if allowed_uids is not None else frozenset({0, os.geteuid()})
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -45,6 +61,17 @@ async def serve(path: Path, handler: Handler, mode: int = 0o600) -> asyncio.Abst
         path.unlink()
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        uid = peer_uid(writer)
+        if uid is not None and uid not in allowed:
+            log.warning("control socket: refused a client running as uid %d", uid)
+            text = f"permission denied on {path} for uid {uid}: run evpnctl as root"
+            refusal = {"ok": False, "error": text}
+            with contextlib.suppress(ConnectionError, asyncio.LimitOverrunError, ValueError):
+                await reader.readline()  # read the request first: closing on unread data resets it
+                writer.write(json.dumps(refusal).encode() + b"\n")
+                await writer.drain()
+            writer.close()
+            return
         try:
             while raw := await reader.readline():
                 answer: dict[str, Any]

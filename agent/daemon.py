@@ -46,6 +46,9 @@ __all__ = ["EXIT_CONFIG", "EXIT_CONFLICT", "EXIT_OK", "EXIT_START", "Agent"]
 log = logging.getLogger("evpn.agent")
 
 EOR_GRACE = 5.0  # seconds a session must be up before its peer counts as sent without End-of-RIB
+REFUSALS_SHOWN = 20  # refused routes logged and published per reason and minute
+PASS_DUTY = 0.33  # at most this share of the time in replication passes while changes keep coming
+BACKLOG_POLL_S = 0.005
 EXIT_OK = 0
 EXIT_CONFIG = 2  # the config is invalid, or names devices that do not exist
 EXIT_START = 3  # a part could not start (ExaBGP, control socket)
@@ -84,7 +87,9 @@ class Agent:
         self.store = Store([config.local_vtep], config.store_limits())
         self.intake = Intake(self.store, config.import_policy(), config.graceful_restart_times())
         workdir = config.workdir
-        self.process = ExabgpProcess(config.speaker(), workdir / "exabgp")
+        # ExaBGP at INFO logs a statistics line per message received: only when debugging.
+        exabgp_level = "INFO" if config.log_level == "debug" else "WARNING"
+        self.process = ExabgpProcess(config.speaker(), workdir / "exabgp", log_level=exabgp_level)
         self.process.on_connect = self._api_connected
         from agent.bgpside import BgpSide
 
@@ -105,12 +110,29 @@ class Agent:
         self._up_since: dict[str, float] = {}
         self._vni_by_bridge_before: dict[str, int] = {}
         self._tasks: list[asyncio.Task[Any]] = []
+        # Coalesced by _changed until the loop is idle (None: every group for the driver).
+        self._driver_groups: set[IPAddress] | None = set()
+        self._driver_due = False
+        self._pending_flood: set[int] = set()
+        self._pending_members: set[tuple[int, IPAddress | None, IPAddress]] = set()
+        self._flush_scheduled = False
+        self._refusals: dict[str, tuple[float, int]] = {}  # reason -> (minute began, count)
+        self._last_pass_end = 0.0
+        self._last_pass_s = 0.0
 
     # ----------------------------------------------------------------- change fan-out
 
     def _changed(self, change: ChangeSet) -> None:
+        """Fan a store change out: replication passes, the IPMR driver, origination, MQTT.
+
+        Replication only marks VNIs dirty, and the IPMR driver and the MQTT events are
+        coalesced until the loop is next idle: a burst of 10,000 routes arrives as lines that
+        are handled back to back, and per-route work there (a flood event listing every VTEP
+        of the VNI, a driver pass per group) would make the agent, not the sender, the
+        bottleneck. Events then carry the state after the burst, which is what they describe.
+        """
         if change.rejected is not None:
-            self._publish("error", {"message": change.rejected.detail, "reason": change.rejected.reason})
+            self._refused(change.rejected.reason, change.rejected.detail)
         if not change:
             return
         vnis = set(change.flood) | set(change.all_multicast) | {vni for vni, _s, _g in change.groups}
@@ -118,15 +140,60 @@ class Agent:
             if self._dirty is not None:
                 self._dirty |= vnis
             self._kick.set()
-        if self.driver is not None and (change.groups or change.local or change.all_multicast):
-            groups = None if change.all_multicast else {g for _v, _s, g in change.groups | change.local}
-            for line in self.driver.reconcile(groups):
-                self._publish("error", {"message": line})
         if change.local:
             self._origination_due.set()
-        for vni in sorted(change.flood):
+        due = False
+        if self.driver is not None and (change.groups or change.local or change.all_multicast):
+            if change.all_multicast:
+                self._driver_groups = None
+            elif self._driver_groups is not None:
+                self._driver_groups |= {g for _v, _s, g in change.groups | change.local}
+            self._driver_due = due = True
+        if self.publisher is not None and (change.flood or change.groups or change.local):
+            self._pending_flood |= change.flood
+            self._pending_members |= change.groups | change.local
+            due = True
+        if due and not self._flush_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # called outside the agent's loop (tools, tests): at once
+                self._flush_changes()
+                return
+            self._flush_scheduled = True
+            loop.call_soon(self._flush_changes)
+
+    def _refused(self, reason: str, detail: str) -> None:
+        """A refused route: logged and published, at most REFUSALS_SHOWN per reason and minute
+        so that a peer sending thousands cannot flood the log or the broker; all are counted
+        (``evpnctl show summary``, ``rejected``)."""
+        now = time.monotonic()
+        began, count = self._refusals.get(reason, (now, 0))
+        if now - began >= 60.0:
+            began, count = now, 0
+        count += 1
+        self._refusals[reason] = (began, count)
+        if count <= REFUSALS_SHOWN:
+            log.warning("refused %s (%s)", detail, reason)
+            self._publish("error", {"message": detail, "reason": reason})
+        elif count == REFUSALS_SHOWN + 1:
+            text = f"more {reason} refusals this minute are counted (evpnctl show summary), not shown"
+            log.warning("%s", text)
+            self._publish("error", {"message": text, "reason": reason})
+
+    def _flush_changes(self) -> None:
+        """The coalesced part of ``_changed``: one driver pass and one event per VNI or group."""
+        self._flush_scheduled = False
+        if self._driver_due and self.driver is not None:
+            groups, self._driver_groups, self._driver_due = self._driver_groups, set(), False
+            for line in self.driver.reconcile(groups):
+                self._publish("error", {"message": line})
+        flood, self._pending_flood = self._pending_flood, set()
+        members, self._pending_members = self._pending_members, set()
+        if self.publisher is None:
+            return
+        for vni in sorted(flood):
             self._publish("flood", {"vni": vni, "vteps": sorted(map(str, self.store.flood_list(vni)))})
-        for vni, source, group in sorted(change.groups | change.local, key=str):
+        for vni, source, group in sorted(members, key=str):
             self._publish(
                 "membership",
                 {
@@ -191,6 +258,13 @@ class Agent:
                 timeout = min(timeout or 1.0, 1.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout)
+            # While routes pour in faster than they are read, space the passes so that they
+            # take at most PASS_DUTY of the time: the changes meanwhile join the next pass (one
+            # dump, one diff, one batch of writes) and the loop keeps the rest for reading.
+            # Once the lines read are all handled, or for a lone change, the pass runs at once.
+            until = self._last_pass_end + self._last_pass_s * (1 / PASS_DUTY - 1)
+            while self.process.backlog and time.monotonic() < until:
+                await asyncio.sleep(BACKLOG_POLL_S)
             self._kick.clear()
             dirty, self._dirty = self._dirty, set()
             vnis = sorted(self.reconciler.devices) if dirty is None else sorted(dirty)
@@ -198,9 +272,12 @@ class Agent:
             scope = configured if dirty is None else [v for v in vnis if v in configured]
             snapshot = StoreSnapshot.of(self.store, scope)
             hold = not self._converged()
+            began = time.monotonic()
             report = await asyncio.to_thread(
                 self.reconciler.reconcile, snapshot, None if dirty is None else scope, hold
             )
+            self._last_pass_end = time.monotonic()
+            self._last_pass_s = self._last_pass_end - began
             self.last_pass = report
             if report.changed or report.failed or report.errors:
                 self._publish("replication", report.event())

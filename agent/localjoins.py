@@ -31,6 +31,7 @@ import contextlib
 import errno
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -407,6 +408,7 @@ class MdbWatcher:
         self._names: dict[int, str] = {}
         self._lookup: Names = names if names is not None else self._cached_name
         self._state: dict[PortGroup, _PortGroupState] = {}
+        self._vxlan_devices: set[int] = set()  # ifindexes whose MDB messages carry remotes
         self._overrun = False
         self._buf = bytearray(1 << 16)
         self._sock: Receiver = notifications if notifications is not None else _subscribe(rcvbuf)
@@ -513,6 +515,7 @@ class MdbWatcher:
         """Drop the queued notifications (older than the dump), dump, and return the events
         from the joins last reported to the kernel's. Clears ``needs_resync``."""
         self._drain()
+        self._vxlan_devices.clear()
         old = self.joins
         new = self.snapshot()
         self._overrun = False
@@ -570,7 +573,13 @@ class MdbWatcher:
 
     def _apply(self, msg: Message, touched: set[PortGroup]) -> None:
         present = msg.kind != RTM_DELMDB
-        for entry in parse_bridge_mdb(msg):
+        device = int.from_bytes(msg.payload[4:8], sys.byteorder) if len(msg.payload) >= 8 else 0
+        if device in self._vxlan_devices:
+            return  # the agent's own VXLAN MDB writes, thousands in a burst: not worth parsing
+        entries = parse_bridge_mdb(msg)
+        if entries and all(e.remote for e in entries):
+            self._vxlan_devices.add(device)  # only a VXLAN MDB has remotes
+        for entry in entries:
             key = (entry.device, entry.port, entry.group)
             state = self._admit(entry) if present else self._state.get(key)
             if state is None:

@@ -44,6 +44,7 @@ from bgp.evpn import (
 )
 from bgp.exabgp_json import ParseError as LineParseError
 from bgp.exabgp_json import parse_line
+from bgp.update import decode_update
 from ipmr.igmp import ParseError, checksum, igmp_query, mld_query, parse_igmp, parse_mld
 from ipmr.structs import parse_igmpmsg, parse_mrt6msg
 from replication.netlink import (
@@ -250,6 +251,18 @@ def raw_hexes() -> list[str]:
                     stack.extend(node.values())
                 elif isinstance(node, list):
                     stack.extend(node)
+    return out
+
+
+def update_seeds() -> list[bytes]:
+    """UPDATE bodies as ExaBGP passes them on with ``receive { packets; }`` (the golden
+    session), plus End-of-RIB in both forms."""
+    out = [b"\x00\x00\x00\x00", bytes.fromhex("00000007900F0003001946")]
+    for path in sorted(GOLDEN.glob("*packets*.jsonl")):
+        for line in path.read_text().splitlines():
+            message = json.loads(line).get("neighbor", {}).get("message", {}) if line.strip() else {}
+            if message.get("category") == 2 and isinstance(message.get("body"), str):
+                out.append(bytes.fromhex(message["body"][2:]))
     return out
 
 
@@ -472,6 +485,7 @@ def targets(rng: random.Random) -> list[Target]:
     igmp = Mutator(rng, igmp_seeds())
     mld = Mutator(rng, mld_seeds())
     up = Mutator(rng, upcall_seeds())
+    updates = Mutator(rng, update_seeds())
 
     def hex_text() -> str:
         text = _fix_nlri(rng, evpn.next()).hex()
@@ -500,6 +514,7 @@ def targets(rng: random.Random) -> list[Target]:
         Target("exabgp_json.parse_line", lines.next, line_call),
         Target("evpn.decode_nlri", lambda: _fix_nlri(rng, evpn.next()), decode_nlri, (CodecError,)),
         Target("evpn.decode_hex", hex_text, decode_hex, (CodecError,)),
+        Target("update.decode_update", updates.next, lambda d: bool(decode_update(d).announced)),
         Target(
             "netlink iter/ack/fdb/mdb", lambda: _fix_netlink(rng, net.next()), lambda d: _netlink_call(rng, d)
         ),

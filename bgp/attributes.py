@@ -201,3 +201,16 @@ def decode_ext_community_int(value: int) -> ExtCommunity:
     if not 0 <= value < 1 << 64:
         raise CodecError(f"extended community value {value} is not 64 bits")
     return decode_ext_community(value.to_bytes(8, "big"))
+
+
+@dataclass(frozen=True, slots=True)
+class PathAttributes:
+    """The attributes of one UPDATE that the agent uses; shared by all its routes."""
+
+    route_targets: frozenset[RouteTarget] = frozenset()
+    pmsi: PmsiTunnel | None = None
+    mcast_flags: MulticastFlags | None = None
+    vxlan_encap: bool = False
+
+
+NO_ATTRIBUTES = PathAttributes()

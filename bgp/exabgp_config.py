@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bgp.evpn import IPAddress
 
 PROCESS_NAME = "evpn-agent"
+RAW_UPDATES_ENV = "EVPN_RAW_UPDATES"  # tells bgp.launcher that ExaBGP need not decode UPDATEs
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,9 @@ class Speaker:
     neighbors: tuple[Neighbor, ...]
     graceful_restart: int = 0  # seconds; 0 leaves the capability out
     listen_port: int = 179
+    # Received messages as hex for bgp.update to decode (``packets``), not decoded by ExaBGP
+    # (``parsed``): about half ExaBGP's cost per route (docs/exabgp-api.md).
+    raw_updates: bool = True
 
 
 def _quote(text: str) -> str:
@@ -83,7 +87,7 @@ def render_config(speaker: Speaker, api_command: list[str]) -> str:
             f"        processes [ {PROCESS_NAME} ];",
             "        neighbor-changes;",
             "        receive {",
-            "            parsed;",
+            "            packets;" if speaker.raw_updates else "            parsed;",
             "            update;",
             "            notification;",
             "            refresh;",
@@ -112,4 +116,5 @@ def exabgp_environment(speaker: Speaker, log_level: str = "INFO") -> dict[str, s
         "exabgp_api_cli": "false",
         "exabgp_tcp_port": str(speaker.listen_port),
         "exabgp_tcp_bind": " ".join(sorted(binds)),
+        RAW_UPDATES_ENV: "1" if speaker.raw_updates else "",
     }

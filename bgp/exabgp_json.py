@@ -1,5 +1,9 @@
 """ExaBGP 5.0.15 JSON API lines (``"exabgp": "5.0.0"`` format) turned into typed events.
 
+Both of ExaBGP's forms are read: ``parsed`` (ExaBGP decodes the message into JSON) and
+``packets`` (the message body as hex, decoded by bgp.update), which the agent's launcher uses
+because it costs ExaBGP about half as much per route (docs/exabgp-api.md).
+
 ``parse_line`` never raises: a line that is not JSON, not ExaBGP's shape, or carries a route
 that does not decode becomes a ``ParseError`` event naming the peer and the reason, and the
 other routes of the same line still come through. One line is one BGP message.
@@ -13,29 +17,18 @@ from functools import lru_cache
 from typing import Any, TypeAlias
 
 from bgp.attributes import (
+    NO_ATTRIBUTES,
     MulticastFlags,
     OtherCommunity,
-    PmsiTunnel,
+    PathAttributes,
     RouteTarget,
     decode_ext_community_int,
     parse_exabgp_pmsi,
 )
 from bgp.evpn import CodecError, EvpnRoute, IPAddress, decode_hex, parse_ip
+from bgp.update import decode_notification, decode_refresh, decode_update
 
 EVPN_FAMILY = "l2vpn evpn"
-
-
-@dataclass(frozen=True, slots=True)
-class PathAttributes:
-    """The attributes of one UPDATE that the agent uses; shared by all its routes."""
-
-    route_targets: frozenset[RouteTarget] = frozenset()
-    pmsi: PmsiTunnel | None = None
-    mcast_flags: MulticastFlags | None = None
-    vxlan_encap: bool = False
-
-
-NO_ATTRIBUTES = PathAttributes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +192,29 @@ def _update(peer: str, update: dict[str, Any], out: list[Event]) -> None:
                 out.extend(RouteWithdraw(peer, route) for route in _routes(peer, nlris, out))
 
 
+def _body(text: Any) -> bytes:
+    """ExaBGP's ``"body": "0x..."`` hex of a message (``receive { packets; }``)."""
+    if not isinstance(text, str):
+        raise CodecError("message body is not a string")
+    try:
+        return bytes.fromhex(text[2:] if text[:2] in ("0x", "0X") else text)
+    except ValueError:
+        raise CodecError(f"message body is not hexadecimal: {text[:40]!r}") from None
+
+
+def _raw_update(peer: str, body_hex: Any, out: list[Event]) -> None:
+    """An UPDATE passed on undecoded (the agent's launcher): bgp.update reads it."""
+    update = decode_update(_body(body_hex))
+    if update.end_of_rib is not None:
+        out.append(EndOfRib(peer, update.end_of_rib))
+        return
+    for error in update.errors:
+        out.append(ParseError(peer, error, ""))
+    out.extend(RouteWithdraw(peer, route) for route in update.withdrawn)
+    nh, attributes = update.next_hop, update.attributes
+    out.extend(RouteAnnounce(peer, route, nh, attributes) for route in update.announced)
+
+
 def parse_line(line: str) -> list[Event]:
     text = line.strip()
     if text in ("done", "error"):
@@ -218,19 +234,26 @@ def parse_line(line: str) -> list[Event]:
     try:
         if kind == "update":
             message = neighbor["message"]
-            if "eor" in message:
+            if "body" in message:
+                _raw_update(peer, message["body"], out)
+            elif "eor" in message:
                 eor = message["eor"]
                 out.append(EndOfRib(peer, f"{eor['afi']} {eor['safi']}"))
             elif "update" in message:
                 _update(peer, message["update"], out)
         elif kind == "state":
             out.append(PeerState(peer, str(neighbor["state"]), str(neighbor.get("reason", ""))))
+        elif kind == "route-refresh":
+            subtype, family = decode_refresh(_body(neighbor["message"]["body"]))
+            out.append(RouteRefresh(peer, subtype, family))
         elif kind == "refresh":
             refresh = neighbor["route-refresh"]
             out.append(RouteRefresh(peer, str(refresh["subtype"]), f"{refresh['afi']} {refresh['safi']}"))
         elif kind == "notification":
             if isinstance(doc.get("notification"), str):
                 out.append(Notification(peer, doc["notification"]))
+            elif "body" in neighbor["message"]:
+                out.append(Notification(peer, decode_notification(_body(neighbor["message"]["body"]))))
             else:
                 note = neighbor["message"]["notification"]
                 note_text = f"{note.get('code')}/{note.get('subcode')} {note.get('data', '')}"
@@ -240,6 +263,8 @@ def parse_line(line: str) -> list[Event]:
         # other types (open, keepalive, operational, signal) carry nothing the agent needs
     except KeyError as exc:
         out.append(ParseError(peer, f"{kind} message lacks {exc}", _excerpt(text)))
+    except CodecError as exc:
+        out.append(ParseError(peer, f"{kind} message not understood: {exc}", _excerpt(text)))
     except (TypeError, AttributeError) as exc:  # e.g. a list or null where an object belongs
         out.append(ParseError(peer, f"{kind} message has an unexpected shape: {exc}", _excerpt(text)))
     return out

@@ -9,12 +9,14 @@ These are ExaBGP internals, hence the exact version pin in pyproject.toml.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from bgp.commands import EvpnCommand, parse_command
 from bgp.evpn import CodecError
+from bgp.exabgp_config import RAW_UPDATES_ENV
 
 EXABGP_VERSION = "5.0.15"
 
@@ -104,13 +106,47 @@ def _accept_ipv6_evpn_next_hops() -> None:
     Family.size[(AFI.l2vpn, SAFI.evpn)] = ((4, 16, 32), 0)
 
 
-def register() -> None:
+def _skip_update_decoding() -> None:
+    """With ``receive { packets; }`` the agent decodes UPDATEs itself (bgp.update), so ExaBGP's
+    own decoding of each received UPDATE into objects is work nobody reads: received UPDATEs
+    become ExaBGP's empty UPDATE (nothing for its adj-RIB-in, which the agent does not use).
+    What ExaBGP sends is untouched. Its decoding of ORIGIN etc. no longer resets a session on a
+    malformed UPDATE; the agent treats such routes as withdrawn (RFC 7606) instead."""
+    from exabgp.bgp.message import Update
+    from exabgp.bgp.message.direction import Direction
+    from exabgp.bgp.message.update.attribute import Attributes
+
+    decode = Update.unpack_message.__func__
+    empty = Update([], Attributes())
+
+    def unpack_message(cls: Any, data: bytes, direction: Any, negotiated: Any) -> Any:
+        if direction == Direction.IN:
+            return empty
+        return decode(cls, data, direction, negotiated)
+
+    Update.unpack_message = classmethod(unpack_message)
+
+    # The hex of each message body then is most of ExaBGP's work per route; its hexstring()
+    # formats octet by octet. Same text, made in C.
+    import exabgp.reactor.api.response.json as json_response
+    import exabgp.util
+
+    def hexstring(value: bytes) -> str:
+        return "0x" + bytes(value).hex().upper()
+
+    exabgp.util.hexstring = hexstring
+    json_response.hexstring = hexstring
+
+
+def register(raw_updates: bool = False) -> None:
     from exabgp.reactor.api.command.command import Command
 
     for name in ("announce evpn", "withdraw evpn"):
         Command.register(name)(_handler)
     _keep_raw_pmsi_label()
     _accept_ipv6_evpn_next_hops()
+    if raw_updates:
+        _skip_update_decoding()
 
 
 def main() -> None:
@@ -119,7 +155,7 @@ def main() -> None:
     if version != EXABGP_VERSION:
         sys.stderr.write(f"bgp.launcher: needs exabgp {EXABGP_VERSION}, found {version}\n")
         sys.exit(2)
-    register()
+    register(raw_updates=os.environ.get(RAW_UPDATES_ENV) == "1")
     from exabgp.application.main import main as exabgp_main
 
     exabgp_main()

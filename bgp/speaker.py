@@ -154,6 +154,11 @@ class ExabgpProcess:
         return line
 
     @property
+    def backlog(self) -> int:
+        """Lines read from ExaBGP and not yet taken by ``next_line``."""
+        return self._lines.qsize()
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 

@@ -11,7 +11,8 @@ import contextlib
 import errno as errno_mod
 import itertools
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import sys
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Final, Protocol, TypeAlias
@@ -208,7 +209,7 @@ class Kernel(Protocol):
     def link(self, name: str) -> Link | None: ...
     def ifindex(self, name: str) -> int | None: ...
     def dump_fdb(self, ifindex: int) -> list[FdbRecord]: ...
-    def dump_mdb(self) -> list[MdbRecord]: ...
+    def dump_mdb(self, devices: Container[int] | None = None) -> list[MdbRecord]: ...
     def write(self, ops: Sequence[Op], ifindexes: Mapping[str, int], protocol: int) -> list[Ack | None]: ...
     def set_router_port(self, ifindex: int) -> Ack | None: ...
 
@@ -257,9 +258,15 @@ class RouteKernel:
                 out.append(record)
         return out
 
-    def dump_mdb(self) -> list[MdbRecord]:
+    def dump_mdb(self, devices: Container[int] | None = None) -> list[MdbRecord]:
+        """The MDB of every device, or of ``devices`` (ifindexes) only. The kernel cannot filter
+        an MDB dump by device, but each reply message is one device's: the others are skipped
+        unparsed, so a pass over one VNI does not pay for the groups of all the others."""
         out: list[MdbRecord] = []
         for msg in self._nl.dump(lambda seq: dump_request(RTM_GETMDB, seq)):
+            device = int.from_bytes(msg.payload[4:8], sys.byteorder) if len(msg.payload) >= 8 else 0
+            if devices is not None and device not in devices:
+                continue
             records = parse_mdb(msg)
             if records:
                 out.extend(records)
@@ -293,5 +300,5 @@ class RouteKernel:
 
 
 def _empty_marker(payload: bytes) -> MdbRecord:
-    device = int.from_bytes(payload[4:8], "little")
+    device = int.from_bytes(payload[4:8], sys.byteorder)
     return MdbRecord(device, 0, None, IPv4Address(0), None, 0, False)

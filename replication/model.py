@@ -20,7 +20,7 @@ Two forms of per-group state exist (DESIGN §6):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final, Literal, NamedTuple, Protocol, TypeAlias, TypeVar
@@ -142,14 +142,16 @@ class StoreSnapshot:
 
 
 def _reachable(
-    device: Device, vteps: Iterable[IPAddress], what: str, problems: list[WrongFamily]
+    device: Device, vteps: Iterable[IPAddress], what: Callable[[], str], problems: list[WrongFamily]
 ) -> list[IPAddress]:
+    """The VTEPs of the device's address family; ``what`` names the entry, made only when a
+    VTEP is skipped (a pass would otherwise format every group for nothing)."""
     out = []
     for vtep in vteps:
         if vtep.version == device.family:
             out.append(vtep)
         else:
-            problems.append(WrongFamily(device, vtep, what))
+            problems.append(WrongFamily(device, vtep, what()))
     return out
 
 
@@ -158,7 +160,7 @@ def desired_flood(store: StoreView, device: Device, problems: list[WrongFamily])
     name = device.name
     return {
         FdbEntry(name, ZERO_MAC, vtep)
-        for vtep in _reachable(device, store.flood_list(device.vni), "the flood list", problems)
+        for vtep in _reachable(device, store.flood_list(device.vni), lambda: "the flood list", problems)
     }
 
 
@@ -168,13 +170,12 @@ def desired_mdb(store: StoreView, device: Device, problems: list[WrongFamily]) -
     sink = ANY4 if device.family == 4 else ANY6
     out: set[MdbEntry] = set()
     for source, group in store.remote_groups(vni):
-        what = f"group {'*' if source is None else source},{group}"
+        what = lambda s=source, g=group: f"group {'*' if s is None else s},{g}"  # noqa: E731
         for vtep in _reachable(device, store.receivers(vni, source, group), what, problems):
             out.add(MdbEntry(name, source, group, vtep))
     for version, any_group in ((4, ANY4), (6, ANY6)):
-        wanting = _reachable(
-            device, store.all_multicast(vni, version), f"unregistered IPv{version} multicast", problems
-        )
+        family_text = lambda v=version: f"unregistered IPv{v} multicast"  # noqa: E731
+        wanting = _reachable(device, store.all_multicast(vni, version), family_text, problems)
         for vtep in wanting or (sink,):
             out.add(MdbEntry(name, None, any_group, vtep))
     return out
@@ -200,7 +201,7 @@ def desired_mac_groups(store: StoreView, device: Device, problems: list[WrongFam
         mac = group_mac(group)
         if _mac_is_link_local(mac):
             continue
-        what = f"group {'*' if source is None else source},{group} (MAC mode)"
+        what = lambda s=source, g=group: f"group {'*' if s is None else s},{g} (MAC mode)"  # noqa: E731
         for vtep in _reachable(device, store.receivers(vni, source, group), what, problems):
             out.add(FdbEntry(name, mac, vtep))
     return out

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import errno as errno_mod
+import gc
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
@@ -202,7 +204,8 @@ class Reconciler:
         try:
             devices = [d for d in (self._device(vni, state) for vni in sorted(wanted)) if d is not None]
             if devices:
-                self._sync(store, devices, state, hold_deletes)
+                with _collector_paused():
+                    self._sync(store, devices, state, hold_deletes)
         except KernelError as exc:
             state.errors.append(f"replication pass aborted: {exc}; the next pass re-reads the kernel")
         for line in state.errors:
@@ -269,7 +272,7 @@ class Reconciler:
     def _sync(self, store: StoreView, devices: list[Device], state: _Pass, hold_deletes: bool) -> None:
         protocol = self._settings.protocol
         ifindex_to_name = {self._ifindex[d.name]: d.name for d in devices}
-        mdb_records = self._kernel.dump_mdb()
+        mdb_records = self._kernel.dump_mdb(ifindex_to_name.keys())
         answering = {r.device for r in mdb_records}
         if self._mode is None:
             self._detect_mode(devices, answering)
@@ -436,7 +439,7 @@ class Reconciler:
         path = self._settings.journal
         if path is None or entries == self._journal_on_disk:
             return
-        rows = sorted([e.device, e.mac.hex(), str(e.dst)] for e in entries)
+        rows = [[e.device, _mac_text(e.mac), _addr_text(e.dst)] for e in entries]
         text = json.dumps({"version": 1, "fdb": rows})  # dumps uses the C encoder, dump does not
         tmp = path.with_suffix(path.suffix + ".tmp")
         try:
@@ -451,6 +454,28 @@ class Reconciler:
             log.error("cannot write replication journal %s: %s", path, exc)
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A pass allocates hundreds of thousands of tuples and sets and makes no reference cycles;
+    the cyclic collector's generation-2 runs meanwhile walk the whole store and cost a quarter
+    of the pass (bench/smet_scale.py). Paused for the pass (process-wide, so the loop's cyclic
+    garbage waits until it ends: under a second)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+# The journal is rewritten after each pass that changes it; a burst makes many, so the text of
+# each address and MAC is made once (ipaddress's str() is slow) rather than once per write.
+_addr_text: Callable[[IPAddress], str] = lru_cache(maxsize=1 << 17)(str)
+_mac_text: Callable[[bytes], str] = lru_cache(maxsize=1 << 12)(bytes.hex)
 
 
 def _ack_text(ack: Ack | None) -> str:

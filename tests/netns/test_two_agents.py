@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import AsyncIterator
 from ipaddress import ip_address
 from pathlib import Path
+
+import pytest
 
 from agent.bgpside import BgpSide
 from agent.config import parse_config
@@ -20,7 +23,13 @@ from bgp.exabgp_json import Event, ParseError, RouteAnnounce
 from bgp.speaker import ExabgpProcess
 from tests.netns.netlab import Lab, wait_until
 
-GOLDEN = Path(__file__).parent.parent / "golden" / "exabgp-5.0.15-session.jsonl"
+GOLDEN_DIR = Path(__file__).parent.parent / "golden"
+# The agent's form (``receive { packets; }``, decoded by bgp.update) and ExaBGP's decoded form
+# (``parsed``), which the agent still reads: the same session gives the same events in both.
+GOLDEN = {
+    True: GOLDEN_DIR / "exabgp-5.0.15-session-packets.jsonl",
+    False: GOLDEN_DIR / "exabgp-5.0.15-session.jsonl",
+}
 VOLATILE = ("time", "pid", "ppid", "counter", "host")
 A, B = ip_address("10.0.0.1"), ip_address("10.0.0.2")
 G1, G2, S2 = ip_address("239.1.1.1"), ip_address("239.1.1.2"), ip_address("10.1.1.1")
@@ -42,7 +51,7 @@ async def running(*sides: BgpSide) -> AsyncIterator[None]:
             task.cancel()
 
 
-def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str, **extra) -> BgpSide:  # type: ignore[no-untyped-def]
+def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str, raw: bool = True, **extra) -> BgpSide:  # type: ignore[no-untyped-def]
     """A leaf's BGP side built from the agent's own configuration model."""
     neighbor = {"address": str(peer), "asn": 65000, "hold_time": 9, **extra.pop("neighbor", {})}
     cfg = parse_config(
@@ -55,17 +64,19 @@ def leaf(lab: Lab, ns: str, me, peer, vnis: list[int], name: str, **extra) -> Bg
             **extra,
         }
     )
-    process = ExabgpProcess(cfg.speaker(), lab.workdir / name, netns=ns, python=sys.executable)
+    speaker = dataclasses.replace(cfg.speaker(), raw_updates=raw)
+    process = ExabgpProcess(speaker, lab.workdir / name, netns=ns, python=sys.executable)
     intake = Intake(Store([me], cfg.store_limits()), cfg.import_policy(), cfg.graceful_restart_times())
     process.log_level = os.environ.get("EVPN_TEST_EXABGP_LOG", "INFO")
     return BgpSide(process, intake, cfg.origin())
 
 
-async def test_two_agents_exchange_imet_and_smet(lab: Lab) -> None:
+@pytest.mark.parametrize("raw", [True, False], ids=["packets", "parsed"])
+async def test_two_agents_exchange_imet_and_smet(lab: Lab, raw: bool) -> None:
     na, nb = lab.ns("a"), lab.ns("b")
     lab.veth(na, "eth0", "10.0.0.1/24", nb, "eth0", "10.0.0.2/24")
-    sender = leaf(lab, na, A, B, [100, 200], "a")
-    receiver = leaf(lab, nb, B, A, [100, 200], "b")
+    sender = leaf(lab, na, A, B, [100, 200], "a", raw)
+    receiver = leaf(lab, nb, B, A, [100, 200], "b", raw)
     events: list[Event] = []
     lines: list[str] = []
     receiver.on_event = events.append
@@ -101,9 +112,9 @@ async def test_two_agents_exchange_imet_and_smet(lab: Lab) -> None:
         await wait_until(lambda: store.path_count() == 0, what="peer flush")
         assert store.flood_list(100) == frozenset() and store.vnis() == frozenset()
     if os.environ.get("EVPN_WRITE_GOLDEN"):
-        GOLDEN.write_text("".join(line + "\n" for line in lines))
+        GOLDEN[raw].write_text("".join(line + "\n" for line in lines))
     # ExaBGP's update lines are deterministic: the golden file must show the same messages.
-    assert update_messages(lines) == update_messages(GOLDEN.read_text().splitlines())
+    assert update_messages(lines) == update_messages(GOLDEN[raw].read_text().splitlines())
 
 
 def update_messages(lines: list[str]) -> list[str]:
