@@ -386,7 +386,10 @@ def test_journal_is_written_and_reloaded(tmp_path: Path) -> None:
     Reconciler(kernel, [VNI100], Settings(journal=journal)).reconcile(store)
     data = json.loads(journal.read_text())
     assert data["version"] == 1
-    assert sorted(data["fdb"]) == [["vx100", "000000000000", "10.0.0.2"], ["vx100", "000000000000", "10.0.0.3"]]
+    assert sorted(data["fdb"]) == [
+        ["vx100", "000000000000", "10.0.0.2"],
+        ["vx100", "000000000000", "10.0.0.3"],
+    ]
     assert not journal.with_suffix(".json.tmp").exists()
     withdraw_imet(store, V2)
     # without the journal a restarted agent cannot tell its FDB entries from anyone else's
