@@ -48,6 +48,8 @@ log = logging.getLogger("evpn.agent")
 EOR_GRACE = 5.0  # seconds a session must be up before its peer counts as sent without End-of-RIB
 REFUSALS_SHOWN = 20  # refused routes logged and published per reason and minute
 PASS_DUTY = 0.33  # at most this share of the time in replication passes while changes keep coming
+PASS_GAP_S = 0.05  # ... and passes at least this far apart while they do
+QUIET_S = 0.01  # no store change for this long: the burst is over, no reason to wait
 BACKLOG_POLL_S = 0.005
 EXIT_OK = 0
 EXIT_CONFIG = 2  # the config is invalid, or names devices that do not exist
@@ -119,6 +121,7 @@ class Agent:
         self._refusals: dict[str, tuple[float, int]] = {}  # reason -> (minute began, count)
         self._last_pass_end = 0.0
         self._last_pass_s = 0.0
+        self._last_change = 0.0
 
     # ----------------------------------------------------------------- change fan-out
 
@@ -135,6 +138,7 @@ class Agent:
             self._refused(change.rejected.reason, change.rejected.detail)
         if not change:
             return
+        self._last_change = time.monotonic()
         vnis = set(change.flood) | set(change.all_multicast) | {vni for vni, _s, _g in change.groups}
         if vnis:
             if self._dirty is not None:
@@ -258,12 +262,15 @@ class Agent:
                 timeout = min(timeout or 1.0, 1.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout)
-            # While routes pour in faster than they are read, space the passes so that they
-            # take at most PASS_DUTY of the time: the changes meanwhile join the next pass (one
-            # dump, one diff, one batch of writes) and the loop keeps the rest for reading.
-            # Once the lines read are all handled, or for a lone change, the pass runs at once.
-            until = self._last_pass_end + self._last_pass_s * (1 / PASS_DUTY - 1)
-            while self.process.backlog and time.monotonic() < until:
+            # While changes keep coming, space the passes so that they take at most PASS_DUTY of
+            # the time and start at least PASS_GAP_S apart: the changes meanwhile join the next
+            # pass (one dump, one diff, one batch of writes) and the loop keeps the rest for
+            # reading routes. Once the input is quiet (every line read handled, no change for
+            # QUIET_S), or for a lone change, the pass runs at once.
+            until = self._last_pass_end + max(PASS_GAP_S, self._last_pass_s * (1 / PASS_DUTY - 1))
+            while time.monotonic() < until and (
+                self.process.backlog or time.monotonic() - self._last_change < QUIET_S
+            ):
                 await asyncio.sleep(BACKLOG_POLL_S)
             self._kick.clear()
             dirty, self._dirty = self._dirty, set()

@@ -444,10 +444,12 @@ class Reconciler:
         tmp = path.with_suffix(path.suffix + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # No fsync: the journal must survive the agent (a crash, SIGKILL), and a written
+            # file does; what it would add is surviving the machine, but a reboot empties the
+            # kernel's FDB as well, and entries the kernel lacks are pruned from the journal.
+            # Syncing a file per pass would cost more than the pass in a burst of small ones.
             with open(tmp, "w") as out:
                 out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
             os.replace(tmp, path)
             self._journal_on_disk = set(entries)
         except OSError as exc:

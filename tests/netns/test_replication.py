@@ -247,6 +247,24 @@ def test_unregistered_multicast_reaches_nobody_when_every_vtep_is_a_proxy(
     assert "grp 0.0.0.0" in out
 
 
+def test_without_any_proxy_vtep_no_catch_all_is_written_and_the_flood_list_carries_the_rest(
+    fabric: Fabric, reconciler: Reconciler
+) -> None:
+    """Every VTEP wants all IPv4 multicast (no IGMP proxy, e.g. FRR leaves): a catch-all would
+    list the flood list, so none is written and the VXLAN driver falls back to the FDB."""
+    store = fabric_store(igmp_proxy={"b": False, "c": False, "d": False})
+    smet(store, "b", "239.1.1.1")
+    fabric.reconcile(reconciler, store)
+    out = sh(f"bridge -n {fabric.ns['a']} mdb show dev vxlan100").stdout
+    assert "grp 0.0.0.0" not in out and "grp 239.1.1.1" in out
+    assert fabric.deliveries("239.9.9.9") == only("b", "c", "d")
+    assert fabric.deliveries("239.1.1.1") == only("b", "c", "d")
+    # C starts claiming IGMP proxy: the catch-all comes back without it
+    store.announce("rr", b"imet-c", RemoteImet(100, ip(VTEPS["c"]), True, True))
+    fabric.reconcile(reconciler, store)
+    assert fabric.deliveries("239.9.9.9") == only("b", "d")
+
+
 def test_ipv6_groups_follow_their_own_entries_and_catch_all(fabric: Fabric, reconciler: Reconciler) -> None:
     store = fabric_store()
     smet(store, "c", "ff0e::1:2")

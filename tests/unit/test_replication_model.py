@@ -132,11 +132,29 @@ def test_desired_mdb_catch_all_sink_is_the_underlay_unspecified_address() -> Non
         MdbEntry("vx100", None, ANY4, ANY6),
         MdbEntry("vx100", None, ANY6, ANY6),
     }
-    # an empty store still gets both sinks, so the kernel never falls back to the flood list
-    assert desired_mdb(Store(), DEV6, []) == {
-        MdbEntry("vx100", None, ANY4, ANY6),
-        MdbEntry("vx100", None, ANY6, ANY6),
+    # an empty VNI needs no catch-all: the kernel's fall-back, the flood list, is empty too
+    assert desired_mdb(Store(), DEV6, []) == set()
+
+
+def test_no_catch_all_when_it_would_list_exactly_the_flood_list() -> None:
+    """Leaves without IGMP/MLD proxy (FRR) want all multicast; so does the flood list."""
+    store = Store()
+    imet(store, V2, igmp=False, mld=False)
+    imet(store, V3, igmp=False, mld=False)
+    smet(store, V2, G1)
+    assert desired_mdb(store, DEV4, []) == {MdbEntry("vx100", None, G1, V2), MdbEntry("vx100", None, G1, V3)}
+    # one proxy-capable VTEP more: the catch-alls come back, listing the others
+    imet(store, V4)
+    assert desired_mdb(store, DEV4, []) >= {
+        MdbEntry("vx100", None, ANY4, V2),
+        MdbEntry("vx100", None, ANY4, V3),
+        MdbEntry("vx100", None, ANY6, V2),
+        MdbEntry("vx100", None, ANY6, V3),
     }
+    # IGMP proxy but no MLD proxy: only the IPv4 catch-all is needed (nobody), IPv6 follows the flood
+    only_igmp = Store()
+    imet(only_igmp, V2, mld=False)
+    assert desired_mdb(only_igmp, DEV4, []) == {MdbEntry("vx100", None, ANY4, ANY4)}
 
 
 def test_desired_mdb_skips_wrong_family_and_reports_it() -> None:
@@ -178,10 +196,7 @@ def test_desired_mdb_is_per_device() -> None:
     imet(store, V2, vni=200, igmp=False)
     smet(store, V3, G1, vni=200)
     # VNI 100 sees none of VNI 200's state
-    assert desired_mdb(store, DEV4, []) == {
-        MdbEntry("vx100", None, ANY4, ANY4),
-        MdbEntry("vx100", None, ANY6, ANY4),
-    }
+    assert desired_mdb(store, DEV4, []) == set()
     other = Device(200, "vx200", "br200", 4)
     assert MdbEntry("vx200", None, G1, V3) in desired_mdb(store, other, [])
 

@@ -329,7 +329,7 @@ def test_foreign_entries_are_never_removed() -> None:
     assert not [entry for add, entry in kernel.written() if not add]
     # and still untouched when the store changes again
     withdraw_imet(store, V2)
-    assert rec.reconcile(store).removed == 1  # only our flood remote for V2
+    assert rec.reconcile(store).removed == 3  # our flood remote for V2 and the 2 catch-all sinks
     assert kernel.fdb_entries("vx100") == foreign_fdb
     assert foreign_mdb.items() <= kernel.mdb_entries("vx100").items()
 
@@ -347,8 +347,9 @@ def test_desired_foreign_entry_is_not_adopted() -> None:
     assert MdbEntry("vx100", None, ANY6, ANY4) not in added
     assert report.added == 1  # only the IPv4 catch-all sink
     withdraw_imet(store, V2)
-    assert rec.reconcile(store).removed == 0
+    assert rec.reconcile(store).removed == 1  # our IPv4 catch-all sink: an empty VNI needs none
     assert FdbEntry("vx100", ZERO_MAC, V2) in kernel.fdb_entries("vx100")
+    assert MdbEntry("vx100", None, ANY6, ANY4) in kernel.mdb_entries("vx100")
 
 
 def test_stale_owned_entries_are_removed_at_startup(tmp_path: Path) -> None:
@@ -394,7 +395,7 @@ def test_journal_is_written_and_reloaded(tmp_path: Path) -> None:
     withdraw_imet(store, V2)
     # without the journal a restarted agent cannot tell its FDB entries from anyone else's
     blind = Reconciler(kernel, [VNI100], Settings(journal=None)).reconcile(store)
-    assert blind.removed == 0
+    assert blind.removed == 1  # the IPv4 catch-all (MDB entries carry their owner), now = the flood list
     assert FdbEntry("vx100", ZERO_MAC, V2) in kernel.fdb_entries("vx100")
     # with it, the restarted agent removes its own stale remote (V2 keeps its (*,G1) SMET)
     report = Reconciler(kernel, [VNI100], Settings(journal=journal)).reconcile(store)
