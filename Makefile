@@ -22,10 +22,18 @@ unit: setup
 netns: setup
 	$(VENV)/python -m pytest -q -p no:cacheprovider tests/netns $(PYTEST_ARGS)
 
+BENCHES := bgp_intake replication ipmr fuzz convergence smet_scale restart maxvifs memory
+
+# Each benchmark's output goes to bench/results/NAME.txt (its last line is the JSON result),
+# then bench/plot.py draws docs/img/NAME.png from it (docs/benchmarks.md).
 bench: setup
-	$(VENV)/python bench/bgp_intake.py
-	$(VENV)/python bench/replication.py
-	$(VENV)/python bench/ipmr.py
+	@mkdir -p bench/results
+	@for b in $(BENCHES); do \
+	  echo "== bench/$$b.py"; \
+	  $(VENV)/python bench/$$b.py > bench/results/$$b.txt || { tail -20 bench/results/$$b.txt; exit 1; }; \
+	  tail -n 25 bench/results/$$b.txt | head -n 24; \
+	done
+	$(VENV)/python bench/plot.py bench/results docs/img
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -15,6 +15,7 @@ import sys
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -88,6 +89,54 @@ def run_once(lines: list[str]) -> tuple[float, Store, Intake]:
         for event in parse_line(line):
             intake.apply(event, 0.0)
     return time.perf_counter() - start, store, intake
+
+
+def plot(result: dict[str, Any], out: Path) -> None:
+    """Routes per second: the agent's intake against the json.loads floor and ExaBGP, target line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    target = 50_000
+    routes, rate = result["routes"], result["routes_per_s"]
+    exabgp = result["exabgp_routes_per_s"]
+    json_rate = routes / result["json_loads_s"]
+    rows = [
+        (
+            f"json.loads of the same lines alone\n({result['json_loads_s']:.3f} s, best of 5)",
+            json_rate,
+            "tab:gray",
+            f" {json_rate:,.0f}/s (the floor in time)",
+        ),
+        (
+            f"agent: parse + import + store\n({result['median_s']:.3f} s, median of 5)",
+            rate,
+            "tab:blue",
+            f" {rate:,.0f}/s = {result['ratio_vs_exabgp']:.1f}x ExaBGP;"
+            f" json.loads is {result['json_loads_s'] / result['median_s']:.0%} of this time",
+        ),
+        (
+            "ExaBGP 5.0.15 receiving\n(one route per UPDATE)",
+            exabgp,
+            "tab:orange",
+            f" ~{exabgp:,}/s",
+        ),
+    ]
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    ax.barh([r[0] for r in rows], [r[1] for r in rows], color=[r[2] for r in rows])
+    for y, (_label, value, _color, note) in enumerate(rows):
+        ax.annotate(note, (value, y), va="center", fontsize=9)
+    ax.axvline(target, color="tab:red", linestyle="--", label=f"target: >= {target:,} routes/s")
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(json_rate, target) * 1.35)
+    ax.xaxis.set_major_formatter(lambda x, _pos: f"{x:,.0f}")
+    ax.set_xlabel("EVPN routes per second (higher is better)")
+    ax.set_title(f"BGP intake: {routes:,} ExaBGP 5.0.15 JSON lines (IMET + SMET) through to the store")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:

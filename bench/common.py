@@ -24,7 +24,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +184,21 @@ class Lab:
             if left:
                 print(f"WARNING: namespaces left behind: {left}", file=sys.stderr)
         return waited
+
+
+def build_vnis(netns: str, vnis: Iterable[int], local: str, loopback: bool = True) -> None:
+    """Per VNI N a bridge ``brN`` with a VXLAN port ``vxlanN`` (VNI N, ``local``, nolearning),
+    all up, as a leaf has them; ``loopback`` also puts ``local``/32 on ``lo``. One ``ip -batch``."""
+    lines = ["link set lo up"] + ([f"addr add {local}/32 dev lo"] if loopback else [])
+    for n in vnis:
+        lines += [
+            f"link add br{n} type bridge",
+            f"link add vxlan{n} type vxlan id {n} local {local} dstport 4789 nolearning",
+            f"link set vxlan{n} master br{n}",
+            f"link set br{n} up",
+            f"link set vxlan{n} up",
+        ]
+    sh(["ip", "-n", netns, "-batch", "-"], "\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------- report

@@ -53,7 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Lab, inside, sh
+from bench.common import Lab, build_vnis, inside, sh
 from bgp.evpn import IPAddress
 from bgp.exabgp_config import Neighbor, Speaker
 from bgp.speaker import ExabgpProcess
@@ -219,19 +219,6 @@ class Watch:
 
 
 # --------------------------------------------------------------------------- receivers
-
-
-def build_leaf(netns: str, address: str) -> None:
-    lines = ["link set lo up"]
-    for vni in range(FIRST_VNI, FIRST_VNI + VNIS):
-        lines += [
-            f"link add br{vni} type bridge",
-            f"link add vxlan{vni} type vxlan id {vni} local {address} dstport 4789 nolearning",
-            f"link set vxlan{vni} master br{vni}",
-            f"link set br{vni} up",
-            f"link set vxlan{vni} up",
-        ]
-    sh(["ip", "-n", netns, "-batch", "-"], stdin="\n".join(lines) + "\n")
 
 
 FRR_BGPD = """\
@@ -496,8 +483,8 @@ async def one_run(lab: Lab, run: int, size: int, workdir: Path) -> dict[str, dic
         sh(["ip", "-n", peer, "addr", "add", f"{there}/24", "dev", "eth0"])
         sh(["ip", "-n", peer, "link", "set", "eth0", "up"])
     sh(["ip", "-n", snd, "link", "set", "lo", "up"])
-    build_leaf(frr, FRR_ADDR)
-    build_leaf(agt, AGENT_ADDR)
+    build_vnis(frr, range(FIRST_VNI, FIRST_VNI + VNIS), FRR_ADDR, loopback=False)
+    build_vnis(agt, range(FIRST_VNI, FIRST_VNI + VNIS), AGENT_ADDR, loopback=False)
     wanted = frozenset(vtep(i) for i in range(vteps))
     receivers: list[tuple[Receiver, Sender, Watch]] = [
         (

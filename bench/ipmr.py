@@ -588,6 +588,92 @@ def profile_all(lab: RouterLab, routes: list[StaticRoute]) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def plot(result: dict[str, Any], out: Path) -> None:
+    """Routes per second, driver vs smcroute with the kernel floors; upcalls per second per burst
+    shape next to a minimal resolver (the sender's pace)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    routes, flows = result["routes"], result["flows"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.8), gridspec_kw={"height_ratios": [4, 3]})
+    panels = (
+        (
+            top,
+            [
+                (
+                    "driver: IpmrDriver() + start()",
+                    result["mfc_per_s"],
+                    "tab:blue",
+                    f" {result['mfc_per_s']:,}/s ({result['mfc_s']:.3f} s) = {result['ratio']:.1f}x smcroute",
+                ),
+                (
+                    "smcrouted 2.5.6: start -> ready",
+                    result["smcroute_mfc_per_s"],
+                    "tab:orange",
+                    f" {result['smcroute_mfc_per_s']:,}/s ({result['smcroute_s']:.3f} s)",
+                ),
+                (
+                    "floor: MrtSocket.add_mfc alone",
+                    result["add_mfc_per_s"],
+                    "silver",
+                    f" {result['add_mfc_per_s']:,}/s",
+                ),
+                (
+                    "floor: setsockopt(MRT_ADD_MFC),\nstructs packed beforehand",
+                    result["setsockopt_per_s"],
+                    "tab:gray",
+                    f" {result['setsockopt_per_s']:,}/s",
+                ),
+            ],
+            f"static (S,G) routes installed per second ({routes:,} routes, {len(IFACES)} VIFs,"
+            " 3 outputs each)",
+            f"{routes:,} static routes: driver vs smcroute, and the floors measured in the same run",
+        ),
+        (
+            bottom,
+            [
+                (
+                    "driver.handle: 100 sources x 100 groups",
+                    result["upcalls_per_s"],
+                    "tab:blue",
+                    f" {result['upcalls_per_s']:,}/s ({result['burst_s']:.3f} s);"
+                    f" {result['upcalls_lost_default_rcvbuf']:,} lost with the default SO_RCVBUF",
+                ),
+                (
+                    f"driver.handle: 1 source x {flows:,} groups",
+                    result["upcalls_1x10000_per_s"],
+                    "tab:cyan",
+                    f" {result['upcalls_1x10000_per_s']:,}/s ({result['burst_1x10000_s']:.3f} s);"
+                    f" {result['upcalls_lost_default_rcvbuf_1x10000']:,} lost with the default SO_RCVBUF",
+                ),
+                (
+                    "minimal resolver, 100 x 100\n(keeps up with the sender)",
+                    result["minimal_upcalls_per_s"],
+                    "tab:gray",
+                    f" {result['minimal_upcalls_per_s']:,}/s: the sender's pace",
+                ),
+            ],
+            f"NOCACHE upcalls resolved per second ({flows:,} new flows, first packet -> last route)",
+            f"upcall bursts: one packet to each of {flows:,} new (S,G) flows, sent as fast as a sender can",
+        ),
+    )
+    for ax, rows, xlabel, title in panels:
+        ax.barh([r[0] for r in rows], [r[1] for r in rows], color=[r[2] for r in rows])
+        for y, (_label, value, _color, note) in enumerate(rows):
+            ax.annotate(note, (value, y), va="center", fontsize=9)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(r[1] for r in rows) * 1.45)
+        ax.xaxis.set_major_formatter(lambda x, _pos: f"{x:,.0f}")
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=10)
+    fig.suptitle(f"IPMR driver vs smcroute (median of {result['runs']} runs; higher is better)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     args = setup_run(__doc__, "also print cProfiles of start and bursts")
     if not smcroute_available():

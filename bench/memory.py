@@ -313,20 +313,10 @@ def cmdline(pid: int) -> str:
 
 
 def make_namespace(lab: Lab, suffix: str) -> str:
-    from bench.common import sh
+    from bench.common import build_vnis
 
     name = lab.add(suffix)
-    lines = ["link set lo up", f"addr add {LOCAL}/32 dev lo"]
-    for v in range(VNIS):
-        n = FIRST_VNI + v
-        lines += [
-            f"link add br{n} type bridge",
-            f"link add vxlan{n} type vxlan id {n} local {LOCAL} dstport 4789 nolearning",
-            f"link set vxlan{n} master br{n}",
-            f"link set br{n} up",
-            f"link set vxlan{n} up",
-        ]
-    sh(["ip", "-n", name, "-batch", "-"], "\n".join(lines) + "\n")
+    build_vnis(name, range(FIRST_VNI, FIRST_VNI + VNIS), LOCAL)
     return name
 
 

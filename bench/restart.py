@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.config import AgentConfig, parse_config
 from agent.store import RemoteImet, RemoteSmet, Store
-from bench.common import PREFIX, Lab, inside, med, runs, setup_run, sh
+from bench.common import PREFIX, Lab, build_vnis, inside, med, runs, setup_run, sh
 from bgp.evpn import IPAddress
 from replication.kernel import Link, NetlinkSocket, Op, RouteKernel
 from replication.model import ANY4, ANY6, ZERO_MAC, FdbEntry, StoreSnapshot
@@ -448,16 +448,7 @@ def restart(workdir: Path, r: int) -> dict[str, Any]:
 
 def make_namespace(lab: Lab) -> str:
     name = lab.add("n")
-    lines = ["link set lo up", f"addr add {LOCAL}/32 dev lo"]
-    for n in range(1, VNIS + 1):
-        lines += [
-            f"link add br{n} type bridge",
-            f"link add vxlan{n} type vxlan id {n} local {LOCAL} dstport 4789 nolearning",
-            f"link set vxlan{n} master br{n}",
-            f"link set br{n} up",
-            f"link set vxlan{n} up",
-        ]
-    sh(["ip", "-n", name, "-batch", "-"], "\n".join(lines) + "\n")
+    build_vnis(name, range(1, VNIS + 1), LOCAL)
     return name
 
 

@@ -49,7 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.store import DEFAULT_LIMITS, RemoteImet, RemoteSmet, Store
-from bench.common import PREFIX, Lab, inside, med, print_profile, runs, setup_run, sh
+from bench.common import PREFIX, Lab, build_vnis, inside, med, print_profile, runs, setup_run
 from bench.restart import TimedKernel
 from bgp.evpn import IPAddress, RouteDistinguisher, SelectiveMulticast, SmetFlags
 from replication.kernel import NetlinkSocket, RouteKernel
@@ -154,16 +154,7 @@ def ingest(store: Store, paths: Paths, burst: Burst) -> tuple[float, int]:
 
 def make_namespace(lab: Lab, suffix: str) -> str:
     name = lab.add(suffix)
-    lines = [
-        "link set lo up",
-        f"addr add {LOCAL}/32 dev lo",
-        f"link add {BRIDGE} type bridge",
-        f"link add {VXLAN} type vxlan id {VNI} local {LOCAL} dstport 4789 nolearning",
-        f"link set {VXLAN} master {BRIDGE}",
-        f"link set {BRIDGE} up",
-        f"link set {VXLAN} up",
-    ]
-    sh(["ip", "-n", name, "-batch", "-"], "\n".join(lines) + "\n")
+    build_vnis(name, [VNI], LOCAL)
     return name
 
 
