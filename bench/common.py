@@ -10,6 +10,7 @@ of the same shape as ``tests.netns.netlab.inside``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import cProfile
 import ctypes
@@ -26,6 +27,8 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 from replication.kernel import NetlinkSocket
@@ -199,6 +202,55 @@ def build_vnis(netns: str, vnis: Iterable[int], local: str, loopback: bool = Tru
             f"link set vxlan{n} up",
         ]
     sh(["ip", "-n", netns, "-batch", "-"], "\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- a BGP sender
+
+
+class Sender:
+    """An ExaBGP speaker (the project's launcher) in ``netns`` that announces routes to one peer
+    over the launcher's commands; passive, so routes sent before the peer connects wait in its
+    RIB. ``up_at`` is when the session came up (``time.monotonic``)."""
+
+    def __init__(self, netns: str, local: str, peer: str, asn: int, workdir: Path) -> None:
+        from bgp.exabgp_config import Neighbor, Speaker
+        from bgp.speaker import ExabgpProcess
+
+        speaker = Speaker(
+            ip_address(local), asn, ip_address(local), (Neighbor(ip_address(peer), asn, passive=True),)
+        )
+        python = str(Path(__file__).resolve().parent.parent / ".venv/bin/python")
+        self.process = ExabgpProcess(speaker, workdir, netns=netns, python=python)
+        self.local = local
+        self.up_at: float | None = None
+        self.up = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.process.start()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(EOFError):
+            while True:
+                line = await self.process.next_line(None)
+                if line and '"state"' in line and '"up"' in line:
+                    self.up_at = time.monotonic()
+                    self.up.set()
+
+    async def send(self, commands: list[str]) -> float:
+        """Pipeline the commands; the time the last one was acknowledged."""
+        futures = [self.process.send(c) for c in commands]
+        results = await asyncio.gather(*futures)
+        if not all(results):
+            raise RuntimeError(f"the sender refused {results.count(False)} commands")
+        return time.monotonic()
+
+    async def stop(self) -> None:
+        await self.process.stop()
+        if self._reader is not None:
+            self._reader.cancel()
+
 
 
 # --------------------------------------------------------------------------- report

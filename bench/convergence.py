@@ -47,16 +47,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Lab, build_vnis, inside, sh
+from bench.common import Lab, Sender, build_vnis, inside, sh
 from bgp.evpn import IPAddress
-from bgp.exabgp_config import Neighbor, Speaker
-from bgp.speaker import ExabgpProcess
 from replication.kernel import NetlinkSocket, force_buffer
 from replication.netlink import RTM_GETNEIGH, RTM_NEWNEIGH, dump_request, iter_messages, parse_fdb
 
@@ -373,45 +371,6 @@ def _poll(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
 # --------------------------------------------------------------------------- the sender
 
 
-class Sender:
-    """The ExaBGP sender for one receiver, with the time its session came up."""
-
-    def __init__(self, netns: str, local: str, peer: str, workdir: Path) -> None:
-        speaker = Speaker(
-            ip_address(local), ASN, ip_address(local), (Neighbor(ip_address(peer), ASN, passive=True),)
-        )
-        self.process = ExabgpProcess(speaker, workdir, netns=netns, python=str(ROOT / ".venv/bin/python"))
-        self.local = local
-        self.up_at: float | None = None
-        self.up = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self.process.start()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        with contextlib.suppress(EOFError):
-            while True:
-                line = await self.process.next_line(None)
-                if line and '"state"' in line and '"up"' in line:
-                    self.up_at = time.monotonic()
-                    self.up.set()
-
-    async def send(self, commands: list[str]) -> float:
-        """Pipeline the commands; the time the last one was acknowledged."""
-        futures = [self.process.send(c) for c in commands]
-        results = await asyncio.gather(*futures)
-        if not all(results):
-            raise RuntimeError(f"the sender refused {results.count(False)} commands")
-        return time.monotonic()
-
-    async def stop(self) -> None:
-        await self.process.stop()
-        if self._reader is not None:
-            self._reader.cancel()
-
-
 # --------------------------------------------------------------------------- one round
 
 
@@ -489,12 +448,12 @@ async def one_run(lab: Lab, run: int, size: int, workdir: Path) -> dict[str, dic
     receivers: list[tuple[Receiver, Sender, Watch]] = [
         (
             FrrLeaf(frr, workdir / f"frr-{size}-{run}"),
-            Sender(snd, SENDER_FRR, FRR_ADDR, workdir / f"snd-frr-{size}-{run}"),
+            Sender(snd, SENDER_FRR, FRR_ADDR, ASN, workdir / f"snd-frr-{size}-{run}"),
             Watch(frr, "eth0", SENDER_FRR, wanted),
         ),
         (
             AgentLeaf(agt, workdir / f"agent-{size}-{run}"),
-            Sender(snd, SENDER_AGENT, AGENT_ADDR, workdir / f"snd-agent-{size}-{run}"),
+            Sender(snd, SENDER_AGENT, AGENT_ADDR, ASN, workdir / f"snd-agent-{size}-{run}"),
             Watch(agt, "eth0", SENDER_AGENT, wanted),
         ),
     ]
