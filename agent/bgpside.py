@@ -59,12 +59,16 @@ class BgpSide:
         self.lines_seen += 1
         self.on_line(line)
         for event in parse_line(line):
-            if isinstance(event, PeerState):
-                self.peer_states[event.peer] = event.state
-            change = self.intake.apply(event, self.clock())
-            self.on_event(event)
-            if change or change.rejected is not None:  # a refusal changes nothing but is reported
-                self.on_change(change)
+            self.apply(event)
+
+    def apply(self, event: Event) -> None:
+        """One event, from ExaBGP or the agent's own (its sessions lost with a dead ExaBGP)."""
+        if isinstance(event, PeerState):
+            self.peer_states[event.peer] = event.state
+        change = self.intake.apply(event, self.clock())
+        self.on_event(event)
+        if change or change.rejected is not None:  # a refusal changes nothing but is reported
+            self.on_change(change)
 
     async def sync_origination(
         self, local_groups: Mapping[int, Iterable[tuple[IPAddress | None, IPAddress]]]

@@ -48,6 +48,8 @@ log = logging.getLogger("evpn.agent")
 EOR_GRACE = 5.0  # seconds a session must be up before its peer counts as sent without End-of-RIB
 REFUSALS_SHOWN = 20  # refused routes logged and published per reason and minute
 PASS_DUTY = 0.33  # at most this share of the time in replication passes while changes keep coming
+RESPAWN_STABLE_S = 60.0  # an ExaBGP that ran this long before dying is restarted at once
+RESPAWN_MAX_S = 30.0
 PASS_GAP_S = 0.05  # ... and passes at least this far apart while they do
 QUIET_S = 0.01  # no store change for this long: the burst is over, no reason to wait
 BACKLOG_POLL_S = 0.005
@@ -86,6 +88,10 @@ class Agent:
         self.config = config
         self.config_path = config_path
         self.started = time.monotonic()
+        self._hold_began = self.started  # deletes are held from here until BGP has converged
+        self._converged_latched = False
+        self._exabgp_since = self.started
+        self._respawn_delay = 0.0
         self.store = Store([config.local_vtep], config.store_limits())
         self.intake = Intake(self.store, config.import_policy(), config.graceful_restart_times())
         workdir = config.workdir
@@ -93,6 +99,7 @@ class Agent:
         exabgp_level = "INFO" if config.log_level == "debug" else "WARNING"
         self.process = ExabgpProcess(config.speaker(), workdir / "exabgp", log_level=exabgp_level)
         self.process.on_connect = self._api_connected
+        self.process.on_exit = self._exabgp_exited
         from agent.bgpside import BgpSide
 
         self.bgp = BgpSide(self.process, self.intake, config.origin(), on_change=self._changed)
@@ -227,6 +234,45 @@ class Agent:
         elif isinstance(event, Notification):
             log.warning("peer %s sent a NOTIFICATION: %s", event.peer, event)
 
+    def _exabgp_exited(self, status: int) -> None:
+        """ExaBGP died (killed, crashed): every session went with it. Its peers' paths go as
+        for any lost session (kept stale with graceful restart), the routes the agent announced
+        are gone from its RIB, and deletes are held again as at start-up, so the kernel keeps
+        forwarding until the peers are back and have sent their routes again (End-of-RIB, or
+        EOR_GRACE seconds up). Then a new ExaBGP is started, with a growing pause if they keep
+        dying."""
+        now = time.monotonic()
+        text = f"ExaBGP exited (status {status}): restarting it; kernel entries are kept meanwhile"
+        log.error("%s", text)
+        self._publish("error", {"message": text})
+        self._converged_latched = False
+        self._hold_began = now
+        for peer, state in list(self.bgp.peer_states.items()):
+            if state != "down":
+                self.bgp.apply(PeerState(peer, "down", "ExaBGP exited"))
+        self.bgp.announced.clear()
+        self._origination_due.set()
+        quick = now - self._exabgp_since < RESPAWN_STABLE_S
+        self._respawn_delay = min(RESPAWN_MAX_S, self._respawn_delay * 2 or 1.0) if quick else 0.0
+        self._tasks.append(asyncio.get_running_loop().create_task(self._respawn_exabgp()))
+
+    async def _respawn_exabgp(self) -> None:
+        while True:
+            if self._respawn_delay:
+                log.warning("starting ExaBGP again in %.0f s", self._respawn_delay)
+                await asyncio.sleep(self._respawn_delay)
+            try:
+                await self.process.respawn()
+            except RuntimeError as exc:
+                log.error("ExaBGP did not start: %s", str(exc).splitlines()[0])
+                self._respawn_delay = min(RESPAWN_MAX_S, self._respawn_delay * 2 or 1.0)
+                continue
+            self._exabgp_since = time.monotonic()
+            if self.process.pid is not None:
+                (self.config.workdir / "exabgp.pid").write_text(str(self.process.pid))
+            log.warning("ExaBGP started again (pid %s)", self.process.pid)
+            return
+
     def _api_connected(self, count: int) -> None:
         if count > 1:  # ExaBGP restarted our API process: ask peers for everything again
             log.warning("ExaBGP restarted the API process; asking peers for a route refresh")
@@ -236,14 +282,16 @@ class Agent:
     def _converged(self) -> bool:
         """Every neighbor has sent End-of-RIB, or has been up for EOR_GRACE seconds (FRR sends
         End-of-RIB only to peers that negotiated graceful restart), or the hold is over."""
-        now = time.monotonic()
-        if now - self.started >= self.config.replication.startup_hold:
+        if self._converged_latched:  # later losses are churn, not a start-up to wait out
             return True
-        for n in self.config.neighbors:
-            peer = str(n.address)
-            since = self._up_since.get(peer)
-            if peer not in self._eor and (since is None or now - since < EOR_GRACE):
-                return False
+        now = time.monotonic()
+        if now - self._hold_began < self.config.replication.startup_hold:
+            for n in self.config.neighbors:
+                peer = str(n.address)
+                since = self._up_since.get(peer)
+                if peer not in self._eor and (since is None or now - since < EOR_GRACE):
+                    return False
+        self._converged_latched = True
         return True
 
     def _publish(self, kind: str, payload: dict[str, Any]) -> None:

@@ -16,9 +16,11 @@ from agent.store import EMPTY, ChangeSet, RemoteImet, RemoteSmet, Store
 from bgp.attributes import PMSI_INGRESS_REPLICATION, RouteTarget
 from bgp.evpn import InclusiveMulticast, SelectiveMulticast
 from bgp.exabgp_json import (
+    EVPN_FAMILY,
     EndOfRib,
     Event,
     ParseError,
+    PeerOpen,
     PeerState,
     RouteAnnounce,
     RouteRefresh,
@@ -67,6 +69,9 @@ class Intake:
     store: Store
     policy: ImportPolicy
     graceful_restart: Mapping[str, float] = field(default_factory=dict)  # peer -> restart time
+    # What each peer's last OPEN offered for EVPN: its restart time, or None for no graceful
+    # restart. A peer not in here (no OPEN seen: ExaBGP's ``parsed`` form) gets the configured time.
+    offered: dict[str, float | None] = field(default_factory=dict)
     refresh_stale_time: float = 300.0
     counters: Counter[str] = field(default_factory=Counter)
     errors: list[ParseError] = field(default_factory=list)
@@ -84,7 +89,11 @@ class Intake:
         if isinstance(event, PeerState):
             if event.state == "down":
                 self.counters["peer-down"] += 1
-                return self.store.peer_down(event.peer, now, self.graceful_restart.get(event.peer))
+                return self.store.peer_down(event.peer, now, self.restart_time(event))
+            return EMPTY
+        if isinstance(event, PeerOpen):
+            offered = event.restart_time is not None and EVPN_FAMILY in event.families
+            self.offered[event.peer] = float(event.restart_time or 0) if offered else None
             return EMPTY
         if isinstance(event, EndOfRib):
             return self.store.end_of_rib(event.peer)
@@ -99,6 +108,19 @@ class Intake:
             self.errors.append(event)
             del self.errors[: -self.max_errors_kept]
         return EMPTY
+
+    def restart_time(self, down: PeerState) -> float | None:
+        """How long a lost peer's paths are kept (RFC 4724 section 4.2), None for not at all:
+        only with graceful restart configured for the peer, only if its OPEN offered it for
+        EVPN (then for at most the time it offered), and never after a NOTIFICATION, which
+        ends a session on purpose rather than in a restart."""
+        configured = self.graceful_restart.get(down.peer)
+        if configured is None or "notification" in down.reason.lower():
+            return None
+        if down.peer not in self.offered:
+            return configured
+        offered = self.offered[down.peer]
+        return None if offered is None else min(configured, offered)
 
     def _announce(self, event: RouteAnnounce) -> ChangeSet:
         route, attrs = event.route, event.attributes

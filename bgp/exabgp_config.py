@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from bgp.evpn import IPAddress
 
 PROCESS_NAME = "evpn-agent"
-RAW_UPDATES_ENV = "EVPN_RAW_UPDATES"  # tells bgp.launcher that ExaBGP need not decode UPDATEs
+RAW_UPDATES_ENV = "EVPN_RAW_UPDATES"
+# ``packets``: messages as hex for bgp.update (the OPEN for its graceful-restart offer too).
+RAW_RECEIVE = ("            packets;", "            open;")
+PARSED_RECEIVE = ("            parsed;",)  # tells bgp.launcher that ExaBGP need not decode UPDATEs
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,7 @@ def render_config(speaker: Speaker, api_command: list[str]) -> str:
             f"        processes [ {PROCESS_NAME} ];",
             "        neighbor-changes;",
             "        receive {",
-            "            packets;" if speaker.raw_updates else "            parsed;",
+            *(RAW_RECEIVE if speaker.raw_updates else PARSED_RECEIVE),
             "            update;",
             "            notification;",
             "            refresh;",

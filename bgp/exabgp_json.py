@@ -26,7 +26,7 @@ from bgp.attributes import (
     parse_exabgp_pmsi,
 )
 from bgp.evpn import CodecError, EvpnRoute, IPAddress, decode_hex, parse_ip
-from bgp.update import decode_notification, decode_refresh, decode_update
+from bgp.update import decode_notification, decode_open, decode_refresh, decode_update
 
 EVPN_FAMILY = "l2vpn evpn"
 
@@ -52,6 +52,16 @@ class PeerState:
     peer: str
     state: str
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerOpen:
+    """The peer's OPEN (``receive { open; packets; }``): its graceful-restart time, None when
+    it does not offer graceful restart, and the families it offers it for."""
+
+    peer: str
+    restart_time: int | None
+    families: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +100,15 @@ class ParseError:
 
 
 Event: TypeAlias = (
-    RouteAnnounce | RouteWithdraw | PeerState | EndOfRib | RouteRefresh | Notification | Ack | ParseError
+    RouteAnnounce
+    | RouteWithdraw
+    | PeerState
+    | PeerOpen
+    | EndOfRib
+    | RouteRefresh
+    | Notification
+    | Ack
+    | ParseError
 )
 
 
@@ -243,6 +261,10 @@ def parse_line(line: str) -> list[Event]:
                 _update(peer, message["update"], out)
         elif kind == "state":
             out.append(PeerState(peer, str(neighbor["state"]), str(neighbor.get("reason", ""))))
+        elif kind == "open":
+            if neighbor.get("direction") == "receive" and "body" in neighbor["message"]:
+                info = decode_open(_body(neighbor["message"]["body"]))
+                out.append(PeerOpen(peer, info.restart_time, info.families))
         elif kind == "route-refresh":
             subtype, family = decode_refresh(_body(neighbor["message"]["body"]))
             out.append(RouteRefresh(peer, subtype, family))

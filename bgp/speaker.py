@@ -41,6 +41,11 @@ class ExabgpProcess:
     on_connect: Callable[[int], None] | None = None
     """Called with the connection count each time the API process (re)connects: from the
     second one on, ExaBGP restarted it and the agent resyncs (route refresh)."""
+    on_exit: Callable[[int], None] | None = None
+    """Called with its exit status when ExaBGP ends without ``stop()``: killed, or crashed. The
+    relay socket stays open, so ``respawn()`` can start another one."""
+    _stopping: bool = field(default=False, init=False)
+    _watcher: asyncio.Task[None] | None = field(default=None, init=False)
 
     @property
     def socket_path(self) -> Path:
@@ -58,9 +63,19 @@ class ExabgpProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        self._stopping = False
         self._server = await asyncio.start_unix_server(self._on_relay, path=str(self.socket_path))
         os.chmod(self.socket_path, 0o600)
+        try:
+            await self.respawn(connect_timeout)
+        except RuntimeError:
+            await self.stop()
+            raise
+
+    async def respawn(self, connect_timeout: float = 20.0) -> None:
+        """Start ExaBGP (again, after it died) on the open relay socket; wait for its relay."""
         relay = [self.python, "-m", "bgp.relay", str(self.socket_path)]
+        self._connected.clear()  # a dead ExaBGP's relay may not have hung up yet
         self.config_path.write_text(render_config(self.speaker, relay))
         env = dict(os.environ)
         env.update(exabgp_environment(self.speaker, self.log_level))
@@ -82,12 +97,19 @@ class ExabgpProcess:
             )
         finally:
             log.close()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(self._proc))
         try:
             await asyncio.wait_for(self._connected.wait(), connect_timeout)
         except TimeoutError:
             tail = self.log_path.read_text(errors="replace")[-2000:]
-            await self.stop()
+            proc, self._proc = self._proc, None  # not an exit to report: the caller hears of it
+            await _end(proc)
             raise RuntimeError(f"ExaBGP did not start its API process; log tail:\n{tail}") from None
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        status = await proc.wait()
+        if not self._stopping and proc is self._proc and self.on_exit is not None:
+            self.on_exit(status)
 
     async def _on_relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._writer is not None:
@@ -163,15 +185,9 @@ class ExabgpProcess:
         return self._proc.pid if self._proc else None
 
     async def stop(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, 15)
-            try:
-                await asyncio.wait_for(self._proc.wait(), 10)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._proc.pid, 9)
-                await self._proc.wait()
+        self._stopping = True
+        if self._proc is not None:
+            await _end(self._proc)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -182,3 +198,17 @@ class ExabgpProcess:
         self._lines.put_nowait(None)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+
+
+async def _end(proc: asyncio.subprocess.Process | None) -> None:
+    """SIGTERM to ExaBGP's process group (the relay with it), SIGKILL after 10 s."""
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, 15)
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        await proc.wait()

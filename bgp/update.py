@@ -1,5 +1,5 @@
-"""BGP messages as ExaBGP passes them on with ``receive { packets; }``: UPDATE, ROUTE-REFRESH and
-NOTIFICATION bodies, decoded by the agent itself.
+"""BGP messages as ExaBGP passes them on with ``receive { packets; }``: OPEN, UPDATE, ROUTE-REFRESH
+and NOTIFICATION bodies, decoded by the agent itself.
 
 ExaBGP's own decoding of an UPDATE and its JSON rendering of the result cost it about twice
 what reading the message does, and made ExaBGP, not the agent, set the pace at which a leaf
@@ -181,6 +181,43 @@ def decode_update(body: bytes) -> Update:
             errors.append(f"attributes not understood ({exc}): routes treated as withdrawn (RFC 7606)")
             return Update(withdrawn=(*withdrawn, *announced), errors=tuple(errors))
     return Update(tuple(announced), next_hop, attributes, tuple(withdrawn), None, tuple(errors))
+
+
+CAP_GRACEFUL_RESTART = 64
+OPT_CAPABILITIES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInfo:
+    """What a peer's OPEN says about graceful restart (RFC 4724 section 3): its restart time
+    and the families whose routes it asks us to keep across a restart; None without the
+    capability."""
+
+    restart_time: int | None
+    families: frozenset[str] = frozenset()
+
+
+def decode_open(body: bytes) -> OpenInfo:
+    """An OPEN body (after the 19-octet header). Raises CodecError."""
+    if len(body) < 10 or len(body) < 10 + body[9]:
+        raise CodecError(f"OPEN of {len(body)} octets")
+    params, pos = body[10 : 10 + body[9]], 0
+    info = OpenInfo(None)
+    while pos + 2 <= len(params):
+        kind, length = params[pos], params[pos + 1]
+        value, pos = params[pos + 2 : pos + 2 + length], pos + 2 + length
+        if kind != OPT_CAPABILITIES:
+            continue
+        at = 0
+        while at + 2 <= len(value):
+            code, size = value[at], value[at + 1]
+            cap, at = value[at + 2 : at + 2 + size], at + 2 + size
+            if code == CAP_GRACEFUL_RESTART and len(cap) >= 2:
+                families = frozenset(
+                    family_name(_U16.unpack_from(cap, i)[0], cap[i + 2]) for i in range(2, len(cap) - 3, 4)
+                )
+                info = OpenInfo(_U16.unpack_from(cap, 0)[0] & 0x0FFF, families)
+    return info
 
 
 def decode_refresh(body: bytes) -> tuple[str, str]:

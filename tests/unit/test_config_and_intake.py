@@ -14,7 +14,7 @@ from agent.store import Store
 from bgp.attributes import PmsiTunnel, RouteTarget
 from bgp.evpn import InclusiveMulticast, RouteDistinguisher, SelectiveMulticast, SmetFlags
 from bgp.exabgp_config import exabgp_environment, render_config
-from bgp.exabgp_json import PathAttributes, PeerState, RouteAnnounce
+from bgp.exabgp_json import PathAttributes, PeerOpen, PeerState, RouteAnnounce
 from bgp.originate import desired_routes, route_commands
 
 BASE = {
@@ -178,6 +178,26 @@ def test_peer_down_flushes_or_keeps_stale_for_graceful_restart() -> None:
     gr.apply(imet(100, ["65000:100"]), 0)
     assert not gr.apply(PeerState("p1", "down"), 5.0)
     assert gr.store.flood_list(100) == {V9} and gr.store.next_deadline() == 65.0
+
+
+def test_graceful_restart_only_for_a_peer_that_offered_it_for_evpn_and_never_after_a_notification() -> None:
+    def lost(open_event: PeerOpen | None, reason: str) -> tuple[bool, float | None]:
+        """(paths kept, their deadline) after the peer's OPEN and a session loss at t=5."""
+        intake = Intake(Store(), ImportPolicy({100: AUTO}), graceful_restart={"p1": 60.0})
+        if open_event is not None:
+            intake.apply(open_event, 0)
+        intake.apply(imet(100, ["65000:100"]), 0)
+        intake.apply(PeerState("p1", "down", reason), 5.0)
+        return intake.store.flood_list(100) == {V9}, intake.store.next_deadline()
+
+    evpn = frozenset({"l2vpn evpn"})
+    assert lost(PeerOpen("p1", 30, evpn), "closing connection") == (True, 35.0)  # its own time
+    assert lost(PeerOpen("p1", 120, evpn), "closing connection") == (True, 65.0)  # at most ours
+    assert lost(PeerOpen("p1", 120, frozenset({"ipv4 unicast"})), "closing connection") == (False, None)
+    assert lost(PeerOpen("p1", None, frozenset()), "closing connection") == (False, None)
+    reason = "peer reset, message [notification received (6,2)] error[...]"
+    assert lost(PeerOpen("p1", 30, evpn), reason) == (False, None)
+    assert lost(None, "closing connection") == (True, 65.0)  # no OPEN seen: the configured time
 
 
 def test_ipmr_settings_come_from_the_config() -> None:

@@ -17,18 +17,19 @@ from bgp.attributes import (
     PmsiTunnel,
     RouteTarget,
 )
-from bgp.evpn import InclusiveMulticast, RouteDistinguisher, SelectiveMulticast, SmetFlags
+from bgp.evpn import CodecError, InclusiveMulticast, RouteDistinguisher, SelectiveMulticast, SmetFlags
 from bgp.exabgp_json import (
     EndOfRib,
     Event,
     Notification,
     ParseError,
+    PeerOpen,
     RouteAnnounce,
     RouteRefresh,
     RouteWithdraw,
     parse_line,
 )
-from bgp.update import decode_notification, decode_refresh, decode_update
+from bgp.update import OpenInfo, decode_notification, decode_open, decode_refresh, decode_update
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 VTEP = ip_address("10.0.0.7")
@@ -174,3 +175,34 @@ def test_the_same_session_gives_the_same_events_in_both_forms() -> None:
     assert any(isinstance(e, RouteAnnounce) for e in packets)
     assert any(isinstance(e, RouteWithdraw) for e in packets)
     assert not any(isinstance(e, ParseError) for e in packets)
+
+
+def open_body(*capabilities: bytes, hold: int = 90) -> bytes:
+    caps = b"".join(capabilities)
+    params = bytes([2, len(caps)]) + caps
+    return struct.pack("!BHH4sB", 4, 65000, hold, bytes([10, 0, 0, 1]), len(params)) + params
+
+
+def graceful(time: int, *families: tuple[int, int]) -> bytes:
+    value = struct.pack("!H", 0x8000 | time) + b"".join(struct.pack("!HBB", a, s, 0x80) for a, s in families)
+    return bytes([64, len(value)]) + value
+
+
+def test_open_graceful_restart_offer() -> None:
+    mp_evpn = bytes([1, 4, 0, 25, 0, 70])
+    info = decode_open(open_body(mp_evpn, graceful(120, (25, 70), (1, 1))))
+    assert info == OpenInfo(120, frozenset({"l2vpn evpn", "ipv4 unicast"}))
+    assert decode_open(open_body(mp_evpn)) == OpenInfo(None)
+    assert decode_open(open_body(graceful(90))) == OpenInfo(90, frozenset())  # helper mode: no family
+    with pytest.raises(CodecError):
+        decode_open(b"\x04\x00")
+
+
+def test_open_lines_become_peer_open_events() -> None:
+    body = open_body(graceful(30, (25, 70))).hex()
+    line = (
+        '{"exabgp": "5.0.0", "type": "open", "neighbor": {"address": {"local": "10.0.0.2", '
+        f'"peer": "10.0.0.1"}}, "direction": "receive", "message": {{"category": 1, "body": "0x{body}"}}}}}}'
+    )
+    assert parse_line(line) == [PeerOpen("10.0.0.1", 30, frozenset({"l2vpn evpn"}))]
+    assert parse_line(line.replace('"receive"', '"send"')) == []
