@@ -117,6 +117,7 @@ class Agent:
         self._reload = asyncio.Event()
         self._eor: set[str] = set()
         self._up_since: dict[str, float] = {}
+        self._peer_shown: dict[str, str] = {}  # peer -> the state last logged and published
         self._vni_by_bridge_before: dict[str, int] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         # Coalesced by _changed until the loop is idle (None: every group for the driver).
@@ -223,6 +224,11 @@ class Agent:
                 self._up_since.pop(event.peer, None)
             elif event.state == "up":
                 self._up_since.setdefault(event.peer, time.monotonic())
+            # ExaBGP may report one loss twice ("notification received", then "closing
+            # connection"): log and publish a peer's state only when it changes.
+            if self._peer_shown.get(event.peer) == event.state:
+                return
+            self._peer_shown[event.peer] = event.state
             self._publish("peer", {"peer": event.peer, "state": event.state, "reason": event.reason})
             if self.publisher is not None:  # the retained summary follows session changes at once
                 self.publisher.state(view("summary", self.snapshot()))
