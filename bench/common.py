@@ -204,6 +204,17 @@ def build_vnis(netns: str, vnis: Iterable[int], local: str, loopback: bool = Tru
     sh(["ip", "-n", netns, "-batch", "-"], "\n".join(lines) + "\n")
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the agent: its ExaBGP and the relay), for their CPU time
+    and memory."""
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in map(int, f.read().split()):
+                out += [child, *descendants(child)]
+    return out
+
+
 # --------------------------------------------------------------------------- a BGP sender
 
 

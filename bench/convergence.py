@@ -53,10 +53,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Lab, Sender, build_vnis, inside, sh
+from bench.common import Lab, Sender, build_vnis, descendants, inside, sh
 from bgp.evpn import IPAddress
 from replication.kernel import NetlinkSocket, force_buffer
-from replication.netlink import RTM_GETNEIGH, RTM_NEWNEIGH, dump_request, iter_messages, parse_fdb
+from replication.model import ZERO_MAC
+from replication.netlink import (
+    RTM_DELNEIGH,
+    RTM_GETNEIGH,
+    RTM_NEWNEIGH,
+    dump_request,
+    iter_messages,
+    parse_fdb,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 VNIS = 50
@@ -66,8 +74,6 @@ SIZES = {2500: 50, 10000: 200}  # routes -> VTEPs per VNI
 RUNS = 3
 TARGET_RATIO = 1.5
 PHASE_TIMEOUT_S = 120.0
-ZERO_MAC = b"\x00" * 6
-RTM_DELNEIGH = 29
 RTNLGRP_NEIGH = 3
 ETH_P_IP = 0x0800
 BGP_HEADER = 19  # a KEEPALIVE is exactly this; an UPDATE is longer
@@ -338,17 +344,9 @@ class AgentLeaf(Receiver):
         """The agent (``ip netns exec`` execs it) and its descendants: ExaBGP and the relay."""
         if self.proc is None:
             return []
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(stat.parent.name))
-        out, todo = [], [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo.extend(children.get(pid, ()))
-        return out
+        with contextlib.suppress(OSError):
+            return [self.proc.pid, *descendants(self.proc.pid)]
+        return []
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -278,19 +278,12 @@ def measured(mode: str, workdir: Path, tmp: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- evpn-agent run, idle
 
 
-def descendants(pid: int) -> list[int]:
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-            for child_pid in map(int, f.read().split()):
-                out += [child_pid, *descendants(child_pid)]
-    return out
-
-
 def idle_agent(tmp: Path) -> dict[str, Any]:
     """``evpn-agent run`` in the current namespace until its first replication pass is done:
     its RSS and its children's (ExaBGP)."""
     import yaml
+
+    from bench.common import descendants
 
     workdir = tmp / "evpn-agent"
     config = agent_config(workdir).model_dump(mode="json", by_alias=True)
@@ -419,6 +412,8 @@ def rss(pid: int) -> float:
 def tree(pid: int) -> dict[str, int]:
     """The agent's process tree by role: ``agent`` itself, ``exabgp`` (bgp.launcher) and
     ``relay`` (bgp.relay), the first of each."""
+    from bench.common import descendants
+
     out = {"agent": pid}
     for child_pid in descendants(pid):
         role = {"bgp.launcher": "exabgp", "bgp.relay": "relay"}.get(cmdline(child_pid))
