@@ -48,7 +48,8 @@ log = logging.getLogger("evpn.agent")
 EOR_GRACE = 5.0  # seconds a session must be up before its peer counts as sent without End-of-RIB
 REFUSALS_SHOWN = 20  # refused routes logged and published per reason and minute
 PASS_DUTY = 0.33  # at most this share of the time in replication passes while changes keep coming
-PASS_GAP_S = 0.05  # ... and passes at least this far apart while they do
+PASS_GAP_S = 0.025  # ... and passes at least this far apart while they do
+FIRST_PASS_WAIT_S = 10.0  # BGP starts after the first replication pass, or after this long
 QUIET_S = 0.01  # no store change for this long: the burst is over, no reason to wait
 BACKLOG_POLL_S = 0.005
 RESPAWN_STABLE_S = 60.0  # an ExaBGP that ran this long before dying is restarted at once
@@ -112,6 +113,7 @@ class Agent:
         self.errors: list[str] = []
         self._dirty: set[int] | None = None  # None: every VNI
         self._kick = asyncio.Event()
+        self._first_pass = asyncio.Event()
         self._origination_due = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -338,8 +340,12 @@ class Agent:
                 self.reconciler.reconcile, snapshot, None if dirty is None else scope, hold
             )
             self._last_pass_end = time.monotonic()
-            self._last_pass_s = self._last_pass_end - began
+            # A full pass (the first, at start-up: devices found, the journal adopted, every
+            # VNI dumped) says nothing about what the next change costs: it does not stretch
+            # the gap before the passes of a burst that follows, such as a session coming up.
+            self._last_pass_s = 0.0 if dirty is None else self._last_pass_end - began
             self.last_pass = report
+            self._first_pass.set()
             if report.changed or report.failed or report.errors:
                 self._publish("replication", report.event())
             for line in report.errors:
@@ -496,10 +502,20 @@ class Agent:
         await self._start_local_joins()
         self._start_mqtt()
         self._kill_stale_exabgp()
+        # Replication is ready before BGP, as zebra is before bgpd: the first pass (devices
+        # found, the journal adopted, the kernel read) is over when the sessions start, so the
+        # routes of a session that comes up loaded are written from the first one on.
+        self._tasks.append(loop.create_task(self._replication_loop()))
+        self._kick.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_pass.wait(), FIRST_PASS_WAIT_S)
         try:
             await self.process.start()
         except RuntimeError as exc:
             print(f"evpn-agent: ExaBGP did not start: {str(exc).splitlines()[0]}", file=sys.stderr)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             server.close()
             if self.driver is not None:
                 self.driver.close()
@@ -508,7 +524,6 @@ class Agent:
             (cfg.workdir / "exabgp.pid").write_text(str(self.process.pid))
         self._tasks += [
             loop.create_task(self.bgp.run()),
-            loop.create_task(self._replication_loop()),
             loop.create_task(self._origination_loop()),
             loop.create_task(self._state_loop()),
         ]
@@ -517,7 +532,6 @@ class Agent:
         if self.publisher is not None:
             self._tasks.append(loop.create_task(self.publisher.run()))
         self._origination_due.set()
-        self._kick.set()
         log.info("agent %s up: %d VNIs, %d neighbors", cfg.router_id, len(cfg.vnis), len(cfg.neighbors))
         print(f"evpn-agent: running (control socket {cfg.control_path()})", file=sys.stderr, flush=True)
         while not self._stop.is_set():

@@ -71,7 +71,7 @@ VNIS = 50
 FIRST_VNI = 100
 ASN = 65000
 SIZES = {2500: 50, 10000: 200}  # routes -> VTEPs per VNI
-RUNS = 3
+RUNS = 5
 TARGET_RATIO = 1.5
 PHASE_TIMEOUT_S = 120.0
 RTNLGRP_NEIGH = 3
@@ -260,12 +260,21 @@ class Receiver:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds its processes have used so far."""
-        ticks = 0
+        return sum(self.cpu_parts().values())
+
+    def cpu_parts(self) -> dict[str, float]:
+        """CPU seconds so far by part: each process by what it runs, the agent's main thread
+        apart from its other threads (the replication passes)."""
+        parts: dict[str, float] = {}
         for pid in self.pids():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+            with contextlib.suppress(OSError):
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    name = self.part(pid, int(tid))
+                    parts[name] = parts.get(name, 0.0) + _cpu_s(f"/proc/{pid}/task/{tid}/stat")
+        return parts
+
+    def part(self, pid: int, tid: int) -> str:
+        return _program(pid)
 
 
 class FrrLeaf(Receiver):
@@ -348,6 +357,11 @@ class AgentLeaf(Receiver):
             return [self.proc.pid, *descendants(self.proc.pid)]
         return []
 
+    def part(self, pid: int, tid: int) -> str:
+        if self.proc is not None and pid == self.proc.pid:
+            return "agent main" if tid == pid else "agent passes"
+        return _program(pid)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -356,6 +370,31 @@ class AgentLeaf(Receiver):
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def _cpu_s(stat: str) -> float:
+    """User + system CPU seconds from a /proc stat file; 0 once the task is gone."""
+    try:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _program(pid: int) -> str:
+    """What a receiver's process is, from its command line."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    words = [a.decode(errors="replace") for a in argv if a]
+    for word in words:
+        for known in ("bgp.relay", "bgp.launcher", "evpn-agent", "bgpd", "zebra"):
+            if word.endswith(known):
+                return {"bgp.launcher": "exabgp", "bgp.relay": "relay", "evpn-agent": "agent"}.get(
+                    known, known
+                )
+    return Path(words[0]).name if words else "?"
 
 
 def _poll(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
@@ -373,39 +412,47 @@ def _poll(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
 
 
 async def measure(receiver: Receiver, sender: Sender, watch: Watch, vteps: int) -> dict[str, float]:
-    """The three scenarios against one receiver; seconds for each, and the receiver's tails."""
+    """The three scenarios against one receiver; seconds for each, the receiver's tails, and
+    the CPU its parts and the sender used (``SCENARIO_cpu_PART``)."""
     n = VNIS * vteps
     announce = imet_commands("announce", vteps, sender.local)
     withdraw = imet_commands("withdraw", vteps, sender.local)
     out: dict[str, float] = {}
+    sender_pid = 0
+
+    def cpu() -> dict[str, float]:
+        parts = receiver.cpu_parts()
+        parts["sender"] = sum(_cpu_s(f"/proc/{p}/stat") for p in (sender_pid, *descendants(sender_pid)))
+        return parts
+
+    def note(scenario: str, done: float, began: float, before: dict[str, float]) -> None:
+        out[f"{scenario}_s"] = done - began
+        out[f"{scenario}_tail_s"] = done - watch.last_update
+        after = cpu()
+        out[f"{scenario}_cpu_s"] = sum(v - before.get(k, 0.0) for k, v in after.items() if k != "sender")
+        for part, value in after.items():
+            out[f"{scenario}_cpu_{part}"] = value - before.get(part, 0.0)
+
     await sender.start()
+    sender_pid = sender.process.pid or 0
     try:
         await sender.send(announce)  # preloaded: held in the sender's RIB until the session is up
         watch.reset()
         receiver.start()
         await asyncio.wait_for(sender.up.wait(), 60)
         assert sender.up_at is not None
-        cpu = receiver.cpu_s()
-        full = await asyncio.to_thread(watch.wait, n)
-        out["preloaded_s"] = full - sender.up_at
-        out["preloaded_tail_s"] = full - watch.last_update
-        out["preloaded_cpu_s"] = receiver.cpu_s() - cpu
+        before = cpu()
+        note("preloaded", await asyncio.to_thread(watch.wait, n), sender.up_at, before)
 
         watch.reset()
-        began, cpu = time.monotonic(), receiver.cpu_s()
+        began, before = time.monotonic(), cpu()
         await sender.send(withdraw)
-        empty = await asyncio.to_thread(watch.wait, 0)
-        out["withdraw_s"] = empty - began
-        out["withdraw_tail_s"] = empty - watch.last_update
-        out["withdraw_cpu_s"] = receiver.cpu_s() - cpu
+        note("withdraw", await asyncio.to_thread(watch.wait, 0), began, before)
 
         watch.reset()
-        began, cpu = time.monotonic(), receiver.cpu_s()
+        began, before = time.monotonic(), cpu()
         await sender.send(announce)
-        full = await asyncio.to_thread(watch.wait, n)
-        out["live_s"] = full - began
-        out["live_tail_s"] = full - watch.last_update
-        out["live_cpu_s"] = receiver.cpu_s() - cpu
+        note("live", await asyncio.to_thread(watch.wait, n), began, before)
         out["overruns"] = watch.overruns
     finally:
         receiver.stop()
@@ -488,12 +535,24 @@ def summarise(rows: dict[int, list[dict[str, dict[str, float]]]], runs: int) -> 
                 "frr_tail_s": round(statistics.median(r["frr"][f"{scenario}_tail_s"] for r in runs_), 4),
                 "agent_cpu_s": round(statistics.median(r["agent"][f"{scenario}_cpu_s"] for r in runs_), 3),
                 "frr_cpu_s": round(statistics.median(r["frr"][f"{scenario}_cpu_s"] for r in runs_), 3),
+                "agent_cpu_parts": _parts(runs_, "agent", scenario),
+                "frr_cpu_parts": _parts(runs_, "frr", scenario),
                 "agent_runs": [round(r["agent"][f"{scenario}_s"], 4) for r in runs_],
                 "frr_runs": [round(r["frr"][f"{scenario}_s"], 4) for r in runs_],
             }
         per["overruns"] = sum(int(r[k]["overruns"]) for r in runs_ for k in ("agent", "frr"))
         result["sizes"][str(size)] = per
     return result
+
+
+def _parts(runs_: list[dict[str, dict[str, float]]], who: str, scenario: str) -> dict[str, float]:
+    """Median CPU seconds of each part of ``who`` (and of its sender) in ``scenario``."""
+    prefix = f"{scenario}_cpu_"
+    names = {k[len(prefix) :] for r in runs_ for k in r[who] if k.startswith(prefix) and k != prefix + "s"}
+    return {
+        name: round(statistics.median(r[who].get(prefix + name, 0.0) for r in runs_), 3)
+        for name in sorted(names)
+    }
 
 
 def report(result: dict[str, Any]) -> None:
@@ -513,6 +572,15 @@ def report(result: dict[str, Any]) -> None:
                 f"{s['agent_tail_s']:>11.3f} {s['frr_tail_s']:>9.3f} {s['agent_cpu_s']:>10.2f} "
                 f"{s['frr_cpu_s']:>8.2f}"
             )
+    print("CPU seconds by part (median):")
+    for size, per in result["sizes"].items():
+        for scenario in SCENARIOS:
+            s = per[scenario]
+            parts = "  ".join(
+                f"{who}: " + ", ".join(f"{k} {v:.2f}" for k, v in s[f"{who}_cpu_parts"].items())
+                for who in ("agent", "frr")
+            )
+            print(f"{size:>7} {scenario:<10} {parts}")
     worst = max(per[s]["ratio"] for per in result["sizes"].values() for s in SCENARIOS)
     result["worst_ratio"] = worst
     print(

@@ -20,6 +20,8 @@ from bgp.exabgp_config import Speaker, exabgp_environment, render_config
 
 ACK_DONE = "done"
 ACK_ERROR = "error"
+READ_CHUNK = 1 << 18
+MAX_LINE = 1 << 20  # ExaBGP's longest line (a 64 KiB UPDATE as hex, in JSON) is far below this
 
 
 @dataclass
@@ -120,20 +122,28 @@ class ExabgpProcess:
         self._connected.set()
         if self.on_connect is not None:
             self.on_connect(self.connections)
+        partial = b""
         try:
             while True:
-                raw = await reader.readline()
-                if not raw:
+                # Whole chunks, split here: ExaBGP writes its lines in batches (bgp.launcher),
+                # and one read per batch costs far less than one readline() per line.
+                chunk = await reader.read(READ_CHUNK)
+                if not chunk:
                     break
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if line in (ACK_DONE, ACK_ERROR):
-                    if self._pending:
-                        fut = self._pending.popleft()
-                        if not fut.done():
-                            fut.set_result(line == ACK_DONE)
-                    continue
-                self._lines.put_nowait(line)
-        except (ConnectionError, asyncio.IncompleteReadError):
+                *complete, partial = (partial + chunk).split(b"\n")
+                if len(partial) > MAX_LINE:
+                    complete.append(b"over-long line dropped: %d bytes without a newline" % len(partial))
+                    partial = b""
+                for raw in complete:
+                    line = raw.decode("utf-8", "replace")
+                    if line in (ACK_DONE, ACK_ERROR):
+                        if self._pending:
+                            fut = self._pending.popleft()
+                            if not fut.done():
+                                fut.set_result(line == ACK_DONE)
+                        continue
+                    self._lines.put_nowait(line)
+        except ConnectionError:
             pass
         finally:
             if self._writer is writer:

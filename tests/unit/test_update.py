@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from ipaddress import ip_address
 from pathlib import Path
@@ -19,6 +20,7 @@ from bgp.attributes import (
 )
 from bgp.evpn import CodecError, InclusiveMulticast, RouteDistinguisher, SelectiveMulticast, SmetFlags
 from bgp.exabgp_json import (
+    _RECEIVED_UPDATE,
     EndOfRib,
     Event,
     Notification,
@@ -206,3 +208,22 @@ def test_open_lines_become_peer_open_events() -> None:
     )
     assert parse_line(line) == [PeerOpen("10.0.0.1", 30, frozenset({"l2vpn evpn"}))]
     assert parse_line(line.replace('"receive"', '"send"')) == []
+
+
+def test_exabgps_received_update_lines_take_the_fast_path_with_the_same_events() -> None:
+    """Received UPDATEs in ExaBGP's exact layout skip json.loads (bgp.exabgp_json); each golden
+    line gives the same events either way, and lines that differ in any way take the general
+    path: a malformed one still becomes a ParseError, never a route."""
+    lines = (GOLDEN / "exabgp-5.0.15-session-packets.jsonl").read_text().splitlines()
+    updates = [line for line in lines if '"type": "update"' in line and '"direction": "receive"' in line]
+    assert updates and all(_RECEIVED_UPDATE.fullmatch(line) for line in updates)
+    for line in updates:
+        assert parse_line(line) == parse_line(json.dumps(json.loads(line)))  # other spacing: general path
+    line = next(u for u in updates if len(u) > 400)
+    for broken in (
+        line.replace('"time": ', '"time": 1.', 1),  # 1.1795610138.76: not a JSON number
+        line[:-1],  # unbalanced braces
+        line.replace('"body": "0x', '"body": "0xA', 1),  # odd number of hex digits
+    ):
+        [event] = parse_line(broken)
+        assert isinstance(event, ParseError), broken
