@@ -246,10 +246,12 @@ _RECEIVED_UPDATE = re.compile(
     r'"message": \{ "category": 2, "header": "0x[0-9A-F]*", "body": "0x([0-9A-F]*)" \}  \} \}'
 )
 
+_PACKET_END = '" }  } }'  # how such a line ends: other lines skip the pattern for one comparison
+
 
 def parse_line(line: str) -> list[Event]:
     text = line.strip()
-    fast = _RECEIVED_UPDATE.fullmatch(text)
+    fast = _RECEIVED_UPDATE.fullmatch(text) if text.endswith(_PACKET_END) else None
     if fast is not None:
         out: list[Event] = []
         peer = fast.group(1)
